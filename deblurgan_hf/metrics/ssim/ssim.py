@@ -22,8 +22,8 @@ population (not sample) covariances, the SSIM map averaged over the pixels where
 lies inside the image, and for RGB the mean of the three per-channel SSIMs. This is
 `skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
 use_sample_covariance=False, data_range=255, channel_axis=-1)`, computed by scikit-image.
-It differs from Wang's MATLAB `ssim_index.m`, which works on gray/Y only and many reimplementations
-of which downsample large images first. The score is per image; `ssim` is the mean over images.
+It differs from Wang's MATLAB `ssim.m`, which works on one channel (gray or Y) and first
+downsamples by max(1, round(min(H, W) / 256)) (3 for 1280x720 frames). The score is per image; `ssim` is the mean over images.
 Identical images give 1. Options: `y_channel` (BT.601 luma, 16..235, not rounded) and
 `crop_border` (pixels dropped on each side first).
 """
