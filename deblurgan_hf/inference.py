@@ -1,0 +1,260 @@
+"""The one inference path: image conversion, tiling, precision.
+
+Every caller (app, CLI, evaluation, benchmarks) goes through `deblur_image`, so an image of any
+kind and size is handled the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import nn
+
+# Whole-image inference up to this many pixels; above it, tiles (memory grows with the image).
+AUTO_TILE_THRESHOLD = 2_100_000  # a 1920x1080 frame still runs whole
+AUTO_TILE_SIZE = 1024
+# "auto" precision: measured on the real GoPro validation pairs (see README, issue 7).
+AUTO_PRECISION = "fp32"
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def open_image(source: str | os.PathLike | bytes) -> Image.Image:
+    """Open an image file (or its bytes) fully, upright (EXIF orientation applied).
+
+    Raises FileNotFoundError for a missing path and ValueError, naming the file, for anything that
+    is not a complete image: empty, truncated, not an image, or a decompression bomb.
+    """
+    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    if not isinstance(source, (bytes, bytearray)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{name}: no such file")
+        if path.stat().st_size == 0:
+            raise ValueError(f"{name}: the file is empty (0 bytes)")
+    elif len(source) == 0:
+        raise ValueError(f"{name}: empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as img:
+            img.load()
+            return ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{name}: too many pixels ({err}); limit is {Image.MAX_IMAGE_PIXELS:,} pixels") from err
+    except UnidentifiedImageError as err:
+        raise ValueError(f"{name}: not an image file PIL can read (PNG, JPEG, WebP, TIFF, BMP, ...)") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"{name}: unreadable or truncated image ({err})") from err
+
+
+@dataclass
+class _Restore:
+    """How to turn the RGB float output back into the caller's kind of image."""
+
+    kind: str  # "pil", "numpy", "torch"
+    mode: str = "RGB"  # PIL mode, or numpy layout "gray"/"rgb"/"rgba"
+    dtype: Any = None
+    scale: float = 255.0
+    alpha: Any = None  # untouched alpha channel (PIL image or numpy array)
+    batched: bool = False
+    device: Any = None
+
+
+def to_tensor(image: Any) -> tuple[torch.Tensor, _Restore]:
+    """Convert a supported image to a float (N, 3, H, W) tensor in [0, 1] and a recipe to restore it."""
+    if isinstance(image, (str, os.PathLike)):
+        image = open_image(image)
+    if isinstance(image, Image.Image):
+        return _pil_to_tensor(ImageOps.exif_transpose(image))
+    if isinstance(image, np.ndarray):
+        return _numpy_to_tensor(image)
+    if isinstance(image, torch.Tensor):
+        if image.ndim not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point():
+            raise ValueError(
+                f"tensor of shape {tuple(image.shape)} and dtype {image.dtype}: expected float (3,H,W) or (N,3,H,W) in [0, 1]"
+            )
+        x = image.detach().to("cpu", torch.float32)
+        return (x if image.ndim == 4 else x[None]), _Restore("torch", dtype=image.dtype, batched=image.ndim == 4, device=image.device)
+    raise ValueError(f"unsupported input type {type(image).__name__}: expected a PIL image, numpy array, torch tensor or path")
+
+
+def _pil_to_tensor(img: Image.Image) -> tuple[torch.Tensor, _Restore]:
+    mode = img.mode
+    if mode.startswith("I"):  # 16-bit grayscale ("I;16*", or "I" from older PNG decoders)
+        return _gray_array(np.asarray(img).astype(np.float32) / 65535), _Restore("pil", mode="I;16", scale=65535.0)
+    if mode == "F":
+        return _gray_array(np.asarray(img).astype(np.float32).clip(0, 1)), _Restore("pil", mode="F", scale=1.0)
+    if mode in ("1", "L"):
+        return _gray_array(np.asarray(img.convert("L")).astype(np.float32) / 255), _Restore("pil", mode="L")
+    alpha = None
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        alpha = rgba.getchannel("A")
+        rgb = rgba.convert("RGB")
+        out_mode = "LA" if mode == "LA" else "RGBA"
+    else:
+        rgb = img.convert("RGB")  # P, CMYK, YCbCr, HSV, LAB ...
+        out_mode = "RGB"
+    x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    return x, _Restore("pil", mode=out_mode, alpha=alpha)
+
+
+def _gray_array(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None, None].expand(1, 3, *arr.shape).contiguous()
+
+
+def _numpy_to_tensor(arr: np.ndarray) -> tuple[torch.Tensor, _Restore]:
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"numpy array of shape {arr.shape}: expected HxW, HxWx1, HxWx3 or HxWx4")
+    if arr.dtype == np.uint8:
+        scale = 255.0
+    elif arr.dtype == np.uint16:
+        scale = 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        scale = 1.0
+    else:
+        raise ValueError(f"numpy array of dtype {arr.dtype}: expected uint8, uint16 or float in [0, 1]")
+    data = arr.astype(np.float32) / scale
+    layout, alpha = "rgb", None
+    if data.ndim == 2 or data.shape[2] == 1:
+        layout = "gray" if data.ndim == 2 else "gray1"
+        x = _gray_array(data.reshape(data.shape[:2]))
+    else:
+        if data.shape[2] == 4:
+            layout, alpha = "rgba", arr[..., 3:].copy()
+        x = torch.from_numpy(np.ascontiguousarray(data[..., :3])).permute(2, 0, 1)[None]
+    return x.clamp(0, 1), _Restore("numpy", mode=layout, dtype=arr.dtype, scale=scale, alpha=alpha)
+
+
+def from_tensor(x: torch.Tensor, restore: _Restore) -> Any:
+    """Turn a (N, 3, H, W) output in [0, 1] back into the caller's kind of image."""
+    x = x.clamp(0, 1)
+    if restore.kind == "torch":
+        out = x if restore.batched else x[0]
+        return out.to(restore.device, restore.dtype)
+    rgb = x[0].permute(1, 2, 0).numpy()
+    if restore.kind == "numpy":
+        out = rgb.mean(axis=2) if restore.mode.startswith("gray") else rgb
+        if restore.mode == "gray1":
+            out = out[..., None]
+        out = _quantise(out, restore.dtype, restore.scale)
+        if restore.alpha is not None:
+            out = np.concatenate([out, restore.alpha], axis=2)
+        return out
+    if restore.mode == "I;16":
+        return Image.fromarray(_quantise(rgb.mean(axis=2), np.uint16, 65535.0))
+    if restore.mode == "F":
+        return Image.fromarray(rgb.mean(axis=2).astype(np.float32), mode="F")
+    if restore.mode == "L":
+        return Image.fromarray(_quantise(rgb.mean(axis=2), np.uint8, 255.0))
+    img = Image.fromarray(_quantise(rgb, np.uint8, 255.0))
+    if restore.alpha is not None:
+        img = img.convert("L").convert("LA") if restore.mode == "LA" else img.convert("RGBA")
+        img.putalpha(restore.alpha)
+    return img
+
+
+def _quantise(arr: np.ndarray, dtype: Any, scale: float) -> np.ndarray:
+    if np.issubdtype(dtype, np.floating):
+        return arr.astype(dtype)
+    return np.clip(np.rint(arr * scale), 0, scale).astype(dtype)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of `tile` pixels covering `length`, neighbours overlapping >= `overlap`."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tensor:
+    """1-D blending weights: rise over `overlap` pixels at inner edges, flat at image borders."""
+    w = torch.ones(length)
+    ramp = (torch.arange(overlap, dtype=torch.float32) + 0.5) / overlap
+    if not at_start:
+        w[:overlap] = ramp
+    if not at_end:
+        w[length - overlap:] = ramp.flip(0)
+    return w
+
+
+def run_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    tile: int,
+    overlap: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Apply `fn` to overlapping tiles of `x` (N, C, H, W) and blend them with linear ramps.
+
+    Hand-written: no maintained library does seam-free blended tiling for arbitrary torch models.
+    """
+    n, c, h, w = x.shape
+    th, tw = min(tile, h), min(tile, w)
+    ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+    out = torch.zeros(n, c, h, w)
+    weight = torch.zeros(1, 1, h, w)
+    total, done = len(ys) * len(xs), 0
+    for y in ys:
+        wy = _ramp(th, min(overlap, th // 2), y == 0, y + th == h)
+        for x0 in xs:
+            wx = _ramp(tw, min(overlap, tw // 2), x0 == 0, x0 + tw == w)
+            blend = wy[:, None] * wx[None, :]
+            out[..., y:y + th, x0:x0 + tw] += fn(x[..., y:y + th, x0:x0 + tw]).float() * blend
+            weight[..., y:y + th, x0:x0 + tw] += blend
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return out / weight
+
+
+def resolve_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: allowed values are {', '.join(PRECISIONS)}")
+    return AUTO_PRECISION if precision == "auto" else precision
+
+
+def deblur_image(
+    model: nn.Module,
+    image: Any,
+    *,
+    tile: int | None = None,
+    overlap: int = 32,
+    precision: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Deblur `image` with `model` (a module mapping (N,3,H,W) [0,1] to the same); see `DeblurGAN.deblur`."""
+    precision = resolve_precision(precision)
+    if tile is not None and tile != 0 and tile < 2 * overlap + 16:
+        raise ValueError(f"tile={tile}: must be 0 (no tiling) or at least 2 * overlap + 16 = {2 * overlap + 16}")
+    if overlap < 0:
+        raise ValueError(f"overlap={overlap}: must be >= 0")
+    x, restore = to_tensor(image)
+    h, w = x.shape[-2:]
+    if tile is None:
+        tile = AUTO_TILE_SIZE if h * w > AUTO_TILE_THRESHOLD else 0
+    model.eval()
+    if precision == "bf16":
+        model.to(memory_format=torch.channels_last)
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        if precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(batch.contiguous(memory_format=torch.channels_last)).float()
+        return model(batch)
+
+    with torch.inference_mode():
+        if tile == 0 or (h <= tile and w <= tile):
+            y = run(x)
+            if progress is not None:
+                progress(1, 1)
+        else:
+            y = run_tiled(run, x, tile, overlap, progress)
+    return from_tensor(y, restore)
