@@ -66,7 +66,8 @@ def unsharp(image: np.ndarray, radius: float = 2.0, amount: float = 1.0) -> np.n
         amount: strength of the added detail.
     """
     _check(image)
-    return unsharp_mask(image, radius=radius, amount=amount, channel_axis=-1)
+    # channel_axis=2, not -1: scikit-image 0.26's unsharp_mask slices axis 0 for a negative axis.
+    return unsharp_mask(image, radius=radius, amount=amount, channel_axis=2)
 
 
 def _pad(image: np.ndarray, kernel: np.ndarray) -> tuple[np.ndarray, int]:
