@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import get_norm_layer, norm_has_shift
+from .layers import deblurgan_init_, get_norm_layer, norm_has_shift
 
 __all__ = ["PatchCritic", "Critic", "patchgan"]
 
@@ -74,6 +74,7 @@ class Critic(nn.Module):
         self.critics = nn.ModuleList(
             [PatchCritic(in_channels, width, n_layers, norm) for _ in range(2 if double_scale else 1)]
         )
+        deblurgan_init_(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = x * 2 - 1

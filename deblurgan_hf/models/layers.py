@@ -24,6 +24,7 @@ __all__ = [
     "pad_to_multiple",
     "crop_to",
     "check_kwargs",
+    "deblurgan_init_",
 ]
 
 
@@ -46,7 +47,15 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            # Autocast runs layer_norm in fp32, i.e. two full-size casts per norm; the bf16/fp16
+            # kernel accumulates statistics in fp32 anyway, so stay in the autocast dtype.
+            dtype = torch.get_autocast_dtype(device)
+            with torch.autocast(device, enabled=False):
+                x = F.layer_norm(x.to(dtype), x.shape[-1:], self.weight.to(dtype), self.bias.to(dtype), self.eps)
+        else:
+            x = F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 
 
@@ -97,6 +106,19 @@ def norm_has_shift(norm_layer: Callable[..., nn.Module]) -> bool:
     """
     cls = norm_layer.func if isinstance(norm_layer, functools.partial) else norm_layer
     return inspect.isclass(cls) and issubclass(cls, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm))
+
+
+def deblurgan_init_(module: nn.Module) -> nn.Module:
+    """DeblurGAN's ``weights_init``: conv weights N(0, 0.02), biases 0, BatchNorm scales N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+    return module
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -50,6 +50,10 @@ class ScaleLevel(nn.Module):
             *[_PlainResBlock(width, kernel_size, act_layer) for _ in range(n_blocks)],
         )
         self.out_conv = nn.Conv2d(width, out_channels, kernel_size, padding=pad)
+        # Start near the identity: a full-size random residual would first have to be unlearned.
+        with torch.no_grad():
+            self.out_conv.weight.mul_(0.1)
+            self.out_conv.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out_conv(self.body(x))

@@ -54,9 +54,12 @@ class NAFBlock(nn.Module):
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         x = self.gate(self.conv2(self.conv1(self.norm1(inp))))
         x = x * self.sca(x.mean(dim=(2, 3), keepdim=True))
-        y = inp + self.conv3(x) * self.beta
+        x = self.conv3(x)
+        # Cast the scales to the activations' dtype so bf16 autocast keeps the stream in bf16
+        # (an fp32 parameter would promote every block's output back to fp32).
+        y = inp + x * self.beta.to(x.dtype)
         x = self.conv5(self.gate(self.conv4(self.norm2(y))))
-        return y + x * self.gamma
+        return y + x * self.gamma.to(x.dtype)
 
 
 class NAFNet(nn.Module):

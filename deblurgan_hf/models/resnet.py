@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .layers import crop_to, get_act_layer, get_norm_layer, norm_has_shift, pad_to_multiple
+from .layers import crop_to, deblurgan_init_, get_act_layer, get_norm_layer, norm_has_shift, pad_to_multiple
 
 __all__ = ["ResnetBlock", "ResnetGenerator", "deblurgan_resnet", "deblurgan_resnet_resize"]
 
@@ -107,6 +107,7 @@ class ResnetGenerator(nn.Module):
         layers += [nn.ReflectionPad2d(3)]
         self.body = nn.Sequential(*layers)
         self.out_conv = nn.Conv2d(ch, in_channels, 7)
+        deblurgan_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         inp, size = pad_to_multiple(x, self.size_multiple, self.min_size)

@@ -88,6 +88,10 @@ class UNetGenerator(nn.Module):
             self.fuses.append(nn.Conv2d(2 * ch, ch, 1))
             self.decoders.append(nn.Sequential(*[ResBlock(ch, norm, act) for _ in range(blocks_per_level)]))
         self.out_conv = nn.Conv2d(width, in_channels, 3, padding=1)
+        # Start near the identity: a full-size random residual would first have to be unlearned.
+        with torch.no_grad():
+            self.out_conv.weight.mul_(0.1)
+            self.out_conv.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         inp, size = pad_to_multiple(x, self.size_multiple, self.min_size)
