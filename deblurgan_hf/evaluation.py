@@ -1,0 +1,402 @@
+"""`deblurgan evaluate`: models and classical baselines side by side, on one data source, in one run.
+
+Every method gets the same uint8 blurred image and its output is quantised to uint8 before
+scoring with the project's PSNR and SSIM `evaluate` modules (`deblurgan_hf/metrics`), so numbers
+equal those of anyone who saves the outputs as PNG and scores them with scikit-image. Outputs:
+`per_image.csv`, `summary.md` (also printed) and `crops.png` (blur | each method | sharp).
+
+    python -m deblurgan_hf.evaluation --model pretrained/nafnet-motion-s --data paired:../shared/data/gopro_real/val
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .baselines import BASELINES, KERNEL_BASELINES, UNSHARP_GRID, choose_unsharp, to_uint8, unsharp
+from .metrics import load_psnr, load_ssim
+
+__all__ = ["Pair", "Method", "MethodResult", "main", "run_evaluation", "pairs_from_source", "model_method", "baseline_methods"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Pair:
+    """One evaluation pair: uint8 `H x W x 3` blurred and sharp images, and the true kernel if known."""
+
+    name: str
+    blurred: np.ndarray
+    sharp: np.ndarray
+    kernel: np.ndarray | None = None
+
+
+@dataclass
+class Method:
+    """A named way to turn a `Pair`'s blurred image into a uint8 `H x W x 3` restoration."""
+
+    name: str
+    run: Callable[[Pair], np.ndarray]
+    setting: str = ""
+
+
+@dataclass
+class MethodResult:
+    """Per-image scores and timings of one method."""
+
+    name: str
+    setting: str = ""
+    images: list[str] = field(default_factory=list)
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    megapixels: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float | str | int]:
+        secs = float(np.sum(self.seconds))
+        return {
+            "method": self.name,
+            "setting": self.setting,
+            "images": len(self.images),
+            "psnr": float(np.mean(self.psnr)),
+            "ssim": float(np.mean(self.ssim)),
+            "s_per_image": secs / max(len(self.seconds), 1),
+            "mp_per_s": float(np.sum(self.megapixels)) / secs if secs > 0 else float("inf"),
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+
+def _to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        image = image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"expected an RGB uint8 image, got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def _synthetic_pair(name: str, sharp: np.ndarray, index: int, mode: str, seed: int) -> Pair:
+    """Blur a sharp image with the project's synthesis, seeded per image (same pair every run)."""
+    import torch
+
+    from .blur import BlurSynthesizer
+
+    synth = BlurSynthesizer(mode)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    x = torch.from_numpy(sharp.copy()).permute(2, 0, 1).float().div(255.0)
+    blurred, info = synth(x, gen)
+    kernel = info["kernel"][0].double().numpy() if "kernel" in info else None
+    if kernel is not None:
+        kernel = kernel / kernel.sum()  # float32 -> float64 rounding; keep it summing to 1 exactly
+    out = to_uint8(blurred.permute(1, 2, 0).numpy())
+    return Pair(name, out, sharp, kernel)
+
+
+def pairs_from_source(source: str, *, limit: int | None = None, blur: str = "kernel", seed: int = 0) -> Callable[[], Iterator[Pair]]:
+    """A factory of fresh iterators over the evaluation pairs of a data source spec.
+
+    Args:
+        source: `paired:DIR`, `gopro:DIR`, `hub:ID`, `disk:DIR` (real pairs, through
+            `deblurgan_hf.data`), or `sharp:DIR` (sharp photos blurred with a fixed seed).
+        limit: use only the first `limit` pairs.
+        blur: synthesis mode for `sharp:` sources (`kernel` gives the true kernel, so the
+            non-blind baselines can run; `trajectory` is GoPro-like non-uniform blur).
+        seed: seed of the synthetic blur.
+    """
+    kind, sep, target = source.partition(":")
+    if not sep or not target:
+        raise ValueError(f"--data {source!r}: expected KIND:TARGET with KIND in paired, sharp, gopro, hub, disk")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    if kind == "sharp":
+        folder = Path(target)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--data {source!r}: folder {folder} does not exist")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"--data {source!r}: no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        files = files[:limit] if limit else files
+
+        def synthetic() -> Iterator[Pair]:
+            for i, path in enumerate(files):
+                with Image.open(path) as img:
+                    sharp = _to_rgb_array(img)
+                yield _synthetic_pair(path.stem, sharp, i, blur, seed)
+
+        return synthetic
+    return _real_pairs(kind, target, source, limit)
+
+
+def _real_pairs(kind: str, target: str, source: str, limit: int | None) -> Callable[[], Iterator[Pair]]:
+    from .data import load_pairs
+
+    dataset = load_pairs(f"{kind}:{target}")
+    if limit:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    if len(dataset) == 0:
+        raise ValueError(f"--data {source!r}: no pairs found")
+
+    def real() -> Iterator[Pair]:
+        for i, row in enumerate(dataset):
+            name = row.get("name") or f"{i:04d}"
+            blurred, sharp = _to_rgb_array(row["blur"]), _to_rgb_array(row["sharp"])
+            if blurred.shape != sharp.shape:
+                raise ValueError(f"pair {name}: blur {blurred.shape} and sharp {sharp.shape} differ in size")
+            yield Pair(str(name), blurred, sharp)
+
+    return real
+
+
+# ----------------------------------------------------------------------------------------------
+# Methods
+# ----------------------------------------------------------------------------------------------
+
+
+def model_method(model_id: str, *, tile: int | None = None, precision: str = "auto") -> Method:
+    """A `DeblurGAN` (local `save_pretrained` folder or Hub id) as an evaluation method."""
+    from . import DeblurGAN
+
+    model = DeblurGAN.from_pretrained(model_id).eval()
+    name = Path(model_id).name if Path(model_id).exists() else model_id
+    # One small call first, so one-time start-up costs do not land on the first image's time.
+    model.deblur(Image.new("RGB", (64, 64)), tile=tile, precision=precision)
+
+    def run(pair: Pair) -> np.ndarray:
+        return _to_rgb_array(model.deblur(Image.fromarray(pair.blurred), tile=tile, precision=precision))
+
+    return Method(name, run, setting=f"precision={precision}" + (f", tile={tile}" if tile else ""))
+
+
+def baseline_methods(
+    names: Sequence[str], pairs: Callable[[], Iterator[Pair]], *, has_kernel: bool, log: Callable[[str], None] = print
+) -> list[Method]:
+    """The requested baselines as methods; `unsharp` gets its best grid setting on `pairs` here.
+
+    Args:
+        names: baseline names (`identity`, `unsharp`, `rl`, `wiener`).
+        pairs: the evaluation pairs (read once more to choose the unsharp setting).
+        has_kernel: whether the pairs carry their true kernel (synthetic blur).
+        log: where to report the chosen unsharp setting.
+    """
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+    if not has_kernel and any(n in KERNEL_BASELINES for n in names):
+        raise ValueError(
+            f"baselines {[n for n in names if n in KERNEL_BASELINES]} need the true blur kernel: "
+            "use them on synthetic data (--data sharp:DIR with --blur kernel)"
+        )
+    methods = []
+    for name in names:
+        if name == "unsharp":
+            best, means = choose_unsharp((p.blurred / 255.0, p.sharp / 255.0) for p in pairs())
+            log("unsharp grid (radius, amount) -> mean PSNR: " + ", ".join(f"{k}: {v:.2f}" for k, v in means.items()))
+            radius, amount = best
+            methods.append(Method("unsharp", lambda p, r=radius, a=amount: to_uint8(unsharp(p.blurred / 255.0, r, a)),
+                                  setting=f"radius={radius:g}, amount={amount:g} (best of {len(UNSHARP_GRID)} by mean PSNR)"))
+        elif name == "identity":
+            methods.append(Method("identity", lambda p: p.blurred, setting="blurred input"))
+        else:
+            fn = BASELINES[name].fn
+            setting = "true kernel, 30 iterations" if name == "rl" else "true kernel, skimage unsupervised_wiener"
+            methods.append(Method(name, lambda p, fn=fn: to_uint8(fn(p.blurred / 255.0, p.kernel)), setting=setting))
+    return methods
+
+
+# ----------------------------------------------------------------------------------------------
+# Running, writing
+# ----------------------------------------------------------------------------------------------
+
+
+def _crop_box(sharp: np.ndarray, size: int) -> tuple[int, int, int]:
+    """The `size` square with the most detail (gradient energy) on a coarse grid: what deblurring changes."""
+    h, w = sharp.shape[:2]
+    size = min(size, h, w)
+    gray = sharp.astype(np.float32).mean(axis=-1)
+    energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1, :]
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    best, box = -1.0, (0, 0)
+    step = max(size // 4, 1)
+    for y in range(0, max(h - size, 0) + 1, step):
+        for x in range(0, max(w - size, 0) + 1, step):
+            y1, x1 = min(y + size, h - 1), min(x + size, w - 1)
+            e = integral[y1, x1] - integral[y, x1] - integral[y1, x] + integral[y, x]
+            if e > best:
+                best, box = e, (y, x)
+    return box[0], box[1], size
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def summary_markdown(results: Sequence[MethodResult]) -> str:
+    """The summary table (one row per method) as markdown."""
+    lines = [
+        "| method | PSNR (dB) | SSIM | s / image | MP / s | images | setting |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        s = r.summary()
+        lines.append(
+            f"| {s['method']} | {s['psnr']:.2f} | {s['ssim']:.4f} | {s['s_per_image']:.3f} | {s['mp_per_s']:.2f} "
+            f"| {s['images']} | {s['setting']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _figure(rows: list[tuple[str, dict[str, np.ndarray], dict[str, float]]], columns: list[str]) -> bytes:
+    """PNG bytes of a grid: one row per image, columns blur | methods | sharp, PSNR in the titles."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cell = 2.4
+    fig = Figure(figsize=(cell * len(columns), (cell + 0.35) * len(rows)), dpi=110)
+    FigureCanvasAgg(fig)
+    for i, (name, crops, scores) in enumerate(rows):
+        for j, col in enumerate(columns):
+            ax = fig.add_subplot(len(rows), len(columns), i * len(columns) + j + 1)
+            ax.imshow(crops[col], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            title = col if col not in scores else f"{col}\n{scores[col]:.2f} dB"
+            ax.set_title(title, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def run_evaluation(
+    pairs: Callable[[], Iterator[Pair]],
+    methods: Sequence[Method],
+    *,
+    out_dir: str | Path | None = None,
+    figure_rows: int = 3,
+    crop: int = 192,
+    progress: bool = True,
+) -> list[MethodResult]:
+    """Run every method on every pair, score with the PSNR/SSIM modules, write the outputs.
+
+    Args:
+        pairs: factory of iterators over the evaluation pairs.
+        methods: the methods to compare (models and baselines).
+        out_dir: where `per_image.csv`, `summary.md` and `crops.png` go (None: write nothing).
+        figure_rows: images shown in the crops figure (the first ones).
+        crop: side of the square crops in the figure.
+        progress: show a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    if not methods:
+        raise ValueError("nothing to evaluate: give at least one --model or baseline")
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ValueError(f"method names must be unique, got {names}")
+    psnr, ssim = load_psnr(), load_ssim()
+    results = [MethodResult(m.name, m.setting) for m in methods]
+    figure: list[tuple[str, dict[str, np.ndarray], dict[str, float]]] = []
+    for i, pair in enumerate(tqdm(pairs(), desc="evaluate", unit="image", disable=not progress)):
+        h, w = pair.sharp.shape[:2]
+        crops: dict[str, np.ndarray] = {}
+        scores: dict[str, float] = {}
+        if i < figure_rows:
+            y, x, c = _crop_box(pair.sharp, crop)
+            cut = lambda a: a[y : y + c, x : x + c]  # noqa: E731
+            crops.update({"blur": cut(pair.blurred), "sharp": cut(pair.sharp)})
+        for method, result in zip(methods, results):
+            start = time.perf_counter()
+            out = method.run(pair)
+            seconds = time.perf_counter() - start
+            if out.shape != pair.sharp.shape or out.dtype != np.uint8:
+                raise ValueError(f"method {method.name} returned {out.dtype} {out.shape} for {pair.name}, expected uint8 {pair.sharp.shape}")
+            p = psnr.compute(predictions=[out], references=[pair.sharp])["psnr"]
+            s = ssim.compute(predictions=[out], references=[pair.sharp])["ssim"]
+            result.images.append(pair.name)
+            result.psnr.append(p)
+            result.ssim.append(s)
+            result.seconds.append(seconds)
+            result.megapixels.append(h * w / 1e6)
+            if i < figure_rows:
+                crops[method.name] = cut(out)
+                scores[method.name] = p
+        if i < figure_rows:
+            figure.append((pair.name, crops, scores))
+    if not results[0].images:
+        raise ValueError("the data source yielded no pairs")
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["image", "method", "psnr", "ssim", "seconds", "megapixels"])
+        for r in results:
+            for row in zip(r.images, [r.name] * len(r.images), r.psnr, r.ssim, r.seconds, r.megapixels):
+                writer.writerow([row[0], row[1], f"{row[2]:.4f}", f"{row[3]:.6f}", f"{row[4]:.4f}", f"{row[5]:.4f}"])
+        _write_atomic(out / "per_image.csv", buf.getvalue().encode())
+        _write_atomic(out / "summary.md", summary_markdown(results).encode())
+        _write_atomic(out / "crops.png", _figure(figure, ["blur", *names, "sharp"]))
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deblurgan evaluate",
+        description="Evaluate deblurring models and classical baselines side by side (PSNR, SSIM, speed).",
+    )
+    parser.add_argument("--model", action="append", default=[], metavar="PATH_OR_ID",
+                        help="a save_pretrained folder or Hub id; repeat for several models")
+    parser.add_argument("--data", required=True, metavar="SOURCE",
+                        help="paired:DIR, gopro:DIR, hub:ID, disk:DIR (real pairs) or sharp:DIR (synthetic blur, fixed seed)")
+    parser.add_argument("--baselines", nargs="*", default=None, metavar="NAME",
+                        help=f"of {list(BASELINES)}; default: all that apply (rl and wiener need synthetic data); none: give no name")
+    parser.add_argument("--out", default="evaluation", metavar="DIR", help="output folder (default: ./evaluation)")
+    parser.add_argument("--tile", type=int, default=None, help="tile size for model inference (default: by image size)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto", help="model inference precision")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
+    parser.add_argument("--blur", choices=("kernel", "trajectory"), default="kernel", help="synthesis for sharp: sources")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic blur")
+    parser.add_argument("--figure-rows", type=int, default=3, help="images in the crops figure")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`deblurgan evaluate ...`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        pairs = pairs_from_source(args.data, limit=args.limit, blur=args.blur, seed=args.seed)
+        has_kernel = args.data.startswith("sharp:") and args.blur == "kernel"
+        names = args.baselines
+        if names is None:
+            names = [n for n in BASELINES if has_kernel or n not in KERNEL_BASELINES]
+        methods = [model_method(m, tile=args.tile, precision=args.precision) for m in args.model]
+        methods += baseline_methods(names, pairs, has_kernel=has_kernel)
+        results = run_evaluation(pairs, methods, out_dir=args.out, figure_rows=args.figure_rows)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary_markdown(results))
+    print(f"wrote {Path(args.out) / 'per_image.csv'}, {Path(args.out) / 'summary.md'}, {Path(args.out) / 'crops.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
