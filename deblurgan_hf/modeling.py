@@ -128,8 +128,11 @@ class DeblurGAN(
         strict: bool = True,
         **model_kwargs: Any,
     ) -> DeblurGAN:
-        if config is None:
-            raise FileNotFoundError(f"{model_id}: no config.json (is this a folder written by save_pretrained?)")
+        if config is None:  # huggingface_hub logs and swallows the config.json download error
+            raise FileNotFoundError(
+                f"{model_id}: no Hub model repo by that name could be fetched (no such repo, private, or offline),"
+                " or it has no config.json"
+            )
         unknown = sorted(set(config) - {"generator", "generator_kwargs", "critic_kwargs"})
         if unknown:
             raise ValueError(
