@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 # Small on purpose: the grid is searched on the evaluation set itself (an oracle-tuned baseline).
-UNSHARP_GRID: tuple[tuple[float, float], ...] = tuple((r, a) for r in (1.0, 2.0, 4.0) for a in (0.5, 1.0, 2.0))
+UNSHARP_GRID: tuple[tuple[float, float], ...] = tuple((r, a) for r in (1.0, 2.0, 4.0, 8.0) for a in (0.5, 1.0, 2.0))
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
