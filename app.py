@@ -284,7 +284,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
             gr.Examples([[str(p)] for p in examples], inputs=[image], label="Examples (real blurred GoPro frames)")
             gr.Markdown(ATTRIBUTION)
         gr.Markdown(
-            f"Limits: {config.max_file_size} per upload, {config.max_megapixels:g} megapixels per image."
+            f"Limits: {config.max_file_size.upper()} per upload, {config.max_megapixels:g} megapixels per image."
         )
         run.click(
             deblur,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import struct
 import sys
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -171,6 +172,26 @@ def test_downscale_option_fits_the_megapixel_limit(client, tmp_path):
         w, h = a.size
     assert w * h <= MAX_MEGAPIXELS * 1e6 and abs(w / h - 5000 / 400) < 0.05
     assert "downscaled from 5000x400" in summary
+
+
+def test_tiled_inference_reports_progress_per_tile(client, app_model, tmp_path):
+    from deblurgan_hf.inference import tile_starts
+
+    crop = gopro_crop("000005.png", (200, 100, 968, 612))  # 768x512 -> 4 x 3 tiles of 256
+    job = client.submit(handle_file(str(_save(crop, tmp_path / "big.png"))), tile="256", api_name="/deblur")
+    seen: set[tuple[int, int]] = set()
+    while not job.done():  # the queue forwards each gr.Progress update; poll often enough to see them
+        for unit in job.status().progress_data or []:
+            if unit.unit == "tiles":
+                seen.add((unit.index, unit.length))
+        time.sleep(0.005)
+    (_, after), _, summary = job.result()
+    tiles = len(tile_starts(512, 256, 32)) * len(tile_starts(768, 256, 32))
+    print(f"progress updates seen (done, total): {sorted(seen)}")
+    assert tiles == 12 and seen and all(total == tiles for _, total in seen)
+    assert "tile 256" in summary
+    with Image.open(after) as a:
+        assert a.size == crop.size
 
 
 def test_model_choice_errors_are_readable(client, tmp_path):
