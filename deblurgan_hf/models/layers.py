@@ -33,6 +33,8 @@ class LayerNorm2d(nn.Module):
 
     One fused ``F.layer_norm`` on an NHWC view: for a channels_last input the permute is free
     (no copy) and the output is channels_last again, so channels_last survives the whole network.
+    Under bf16 autocast it runs in fp32 (autocast's rule); measured here, the bf16 kernel is no
+    faster for C = 16 to 256, so there is no reason to give up the precision.
 
     Args:
         num_channels: number of channels C.
@@ -47,15 +49,7 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)
-        device = x.device.type
-        if torch.is_autocast_enabled(device):
-            # Autocast runs layer_norm in fp32, i.e. two full-size casts per norm; the bf16/fp16
-            # kernel accumulates statistics in fp32 anyway, so stay in the autocast dtype.
-            dtype = torch.get_autocast_dtype(device)
-            with torch.autocast(device, enabled=False):
-                x = F.layer_norm(x.to(dtype), x.shape[-1:], self.weight.to(dtype), self.bias.to(dtype), self.eps)
-        else:
-            x = F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+        x = F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 
 
