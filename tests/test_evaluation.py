@@ -1,0 +1,129 @@
+"""The evaluation CLI on tiny real data, and the classical baselines."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
+
+from deblurgan_hf import evaluation
+from deblurgan_hf.baselines import choose_unsharp, richardson_lucy, to_uint8, unsharp, wiener
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def paired_dir(tmp_path_factory) -> Path:
+    """Three real GoPro validation pairs, 96x128 crops, in the blur/ + sharp/ layout."""
+    root = tmp_path_factory.mktemp("paired")
+    val = DATA / "gopro_real" / "val"
+    for sub in ("blur", "sharp"):
+        (root / sub).mkdir()
+    for i, path in enumerate(sorted((val / "blur").glob("*.png"))[:3]):
+        top, left = 200 + 40 * i, 300 + 150 * i
+        for sub in ("blur", "sharp"):
+            img = Image.open(val / sub / path.name).convert("RGB")
+            img.crop((left, top, left + 128, top + 96)).save(root / sub / path.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sharp_dir(tmp_path_factory) -> Path:
+    """Three real Kodak photos, 112x112 crops (sharp only: blur is synthesised)."""
+    root = tmp_path_factory.mktemp("sharp")
+    for path in sorted((DATA / "sharp" / "kodak24").glob("*.png"))[:3]:
+        Image.open(path).convert("RGB").crop((150, 150, 262, 262)).save(root / path.name)
+    return root
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_on_tiny_paired_set(paired_dir, small_model_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = evaluation.main(["--model", str(small_model_dir), "--data", f"paired:{paired_dir}", "--out", str(out),
+                          "--precision", "fp32"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    rows = _rows(out / "per_image.csv")
+    methods = {r["method"] for r in rows}
+    assert methods == {small_model_dir.name, "identity", "unsharp"}  # no kernel: rl / wiener skipped
+    assert len(rows) == 3 * 3
+    # identity's numbers are those of the blurred crops themselves
+    for r in rows:
+        if r["method"] == "identity":
+            blur = np.asarray(Image.open(paired_dir / "blur" / f"{r['image']}.png"))
+            sharp = np.asarray(Image.open(paired_dir / "sharp" / f"{r['image']}.png"))
+            assert float(r["psnr"]) == pytest.approx(peak_signal_noise_ratio(sharp, blur, data_range=255), abs=1e-3)
+        assert float(r["megapixels"]) == pytest.approx(96 * 128 / 1e6, abs=1e-4)
+    summary = (out / "summary.md").read_text()
+    assert summary in printed
+    for name in methods:
+        assert f"| {name} |" in summary
+    assert "best of" in summary  # the chosen unsharp setting is reported
+    with Image.open(out / "crops.png") as fig:
+        assert fig.format == "PNG" and fig.width > 5 * 96 and fig.height > 3 * 96
+
+
+def test_rl_beats_identity_with_true_kernel(sharp_dir, tmp_path):
+    out = tmp_path / "eval"
+    rc = evaluation.main(["--data", f"sharp:{sharp_dir}", "--baselines", "identity", "rl", "--out", str(out),
+                          "--figure-rows", "1"])
+    assert rc == 0
+    rows = _rows(out / "per_image.csv")
+    mean = {m: np.mean([float(r["psnr"]) for r in rows if r["method"] == m]) for m in ("identity", "rl")}
+    assert mean["rl"] > mean["identity"] + 0.5, mean
+
+
+def test_synthetic_pairs_are_fixed_and_carry_their_kernel(sharp_dir):
+    a, b = list(evaluation.PairSource(f"sharp:{sharp_dir}")), list(evaluation.PairSource(f"sharp:{sharp_dir}"))
+    assert [p.name for p in a] == [p.stem for p in sorted(sharp_dir.glob("*.png"))]
+    for p, q in zip(a, b):
+        assert np.array_equal(p.blurred, q.blurred) and p.kernel is not None
+        assert p.kernel.sum() == pytest.approx(1.0) and (p.kernel >= 0).all()
+        assert not np.array_equal(p.blurred, p.sharp)
+    assert evaluation.PairSource(f"sharp:{sharp_dir}", blur="trajectory").has_kernel is False
+
+
+def test_baselines_on_a_known_kernel(sharp_dir):
+    import torch
+
+    from deblurgan_hf.blur import apply_kernel, random_trajectory_kernel
+
+    sharp = np.asarray(Image.open(sorted(sharp_dir.glob("*.png"))[0]), dtype=np.float64) / 255
+    kernel = random_trajectory_kernel(15, generator=torch.Generator().manual_seed(0)).double().numpy()
+    kernel /= kernel.sum()
+    blurred = apply_kernel(torch.from_numpy(sharp).permute(2, 0, 1), torch.from_numpy(kernel)).permute(1, 2, 0).numpy()
+    blurred = to_uint8(blurred) / 255.0  # what a saved blurred image holds
+    psnr = lambda x: peak_signal_noise_ratio(to_uint8(sharp), to_uint8(x), data_range=255)  # noqa: E731
+    base = psnr(blurred)
+    assert psnr(richardson_lucy(blurred, kernel)) > base + 1.5
+    assert psnr(wiener(blurred, kernel)) > base + 1.5
+    assert np.array_equal(wiener(blurred, kernel, seed=3), wiener(blurred, kernel, seed=3))  # seeded sampler
+    from skimage.filters import unsharp_mask
+
+    by_channel = np.stack([unsharp_mask(blurred[..., c], radius=2.0, amount=1.0) for c in range(3)], axis=-1)
+    np.testing.assert_allclose(unsharp(blurred, 2.0, 1.0), by_channel, atol=1e-12)
+    (radius, amount), means = choose_unsharp([(blurred, sharp)])
+    assert means[(radius, amount)] == max(means.values())
+    assert means[(radius, amount)] == pytest.approx(psnr(unsharp(blurred, radius, amount)))
+    with pytest.raises(ValueError, match="true blur kernel"):
+        richardson_lucy(blurred, None)
+    with pytest.raises(ValueError, match="sum to 1"):
+        wiener(blurred, kernel * 2)
+
+
+def test_cli_errors(paired_dir, tmp_path, capsys):
+    assert evaluation.main(["--data", f"paired:{paired_dir}", "--baselines", "rl", "--out", str(tmp_path)]) == 2
+    assert "true blur kernel" in capsys.readouterr().err
+    assert evaluation.main(["--data", f"paired:{tmp_path / 'missing'}", "--out", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert evaluation.main(["--data", f"paired:{paired_dir}", "--baselines", "sharpen", "--out", str(tmp_path)]) == 2
+    assert "unknown baseline" in capsys.readouterr().err
+    assert not (tmp_path / "per_image.csv").exists()
