@@ -147,6 +147,15 @@ def test_critic_forward_backward(key, size, frame):
         assert sub.body[0].weight.grad.abs().sum() > 0
 
 
+def test_critic_smallest_inputs():
+    assert [s.shape for s in build_critic(width=4)(torch.rand(1, 3, 2, 2))] == [(1, 1, 4, 4)]
+    assert len(build_critic(width=4, double_scale=True)(torch.rand(1, 3, 4, 4))) == 2
+    with pytest.raises(ValueError, match=r"critic: input 3x1 is too small; both sides must be >= 2"):
+        build_critic(width=4)(torch.rand(1, 3, 3, 1))
+    with pytest.raises(ValueError, match=r"input 3x9 .* >= 4"):
+        build_critic(width=4, double_scale=True)(torch.rand(1, 3, 3, 9))
+
+
 def test_unknown_generator_name():
     with pytest.raises(ValueError, match=r"unknown generator 'srgan'.*\['multiscale', 'nafnet', 'resnet', 'unet'\]"):
         build_generator("srgan")

@@ -71,12 +71,17 @@ class Critic(nn.Module):
             raise ValueError(f"critic: n_layers must be >= 1, got {n_layers}")
         norm = get_norm_layer(norm_layer)
         self.scalar_head = scalar_head
+        # Below this side a norm layer would see a single pixel (each scale halves the image).
+        self.min_size = 4 if double_scale else 2
         self.critics = nn.ModuleList(
             [PatchCritic(in_channels, width, n_layers, norm) for _ in range(2 if double_scale else 1)]
         )
         deblurgan_init_(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if min(x.shape[-2:]) < self.min_size:
+            h, w = x.shape[-2:]
+            raise ValueError(f"critic: input {h}x{w} is too small; both sides must be >= {self.min_size}")
         x = x * 2 - 1
         scores = []
         for i, critic in enumerate(self.critics):
