@@ -2,9 +2,9 @@
 
     python benchmarks/models.py [--generators nafnet,resnet] [--repeats 5] [--size 1280x720] [--threads 2]
 
-Per generator: parameters, GFLOPs (fvcore; one multiply-add counts as one flop), median latency
-in fp32 and in bf16 autocast + channels_last (torch.inference_mode, after one warm-up run), and
-the peak RSS of each. Every measurement runs in its own subprocess so memory peaks do not mix.
+Per generator: parameters, GMACs (fvcore's count, which calls one multiply-add a "flop"),
+GFLOPs (2 x MACs), median latency in fp32 and in bf16 autocast + channels_last
+(torch.inference_mode, after one warm-up run), and the peak RSS of each. Every measurement runs in its own subprocess so memory peaks do not mix.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _worker(task: str, name: str, width: int, height: int, repeats: int, threads
         with torch.inference_mode():
             flops = FlopCountAnalysis(model, x)
             flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return {"params": sum(p.numel() for p in model.parameters()), "gflops": flops.total() / 1e9}
+            return {"params": sum(p.numel() for p in model.parameters()), "gmacs": flops.total() / 1e9}
     bf16 = task == "bf16_cl"
     if bf16:
         model = model.to(memory_format=torch.channels_last)
@@ -111,15 +111,15 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     print(f"{width}x{height}, {args.threads} threads, median of {args.repeats} runs after 1 warm-up\n")
-    print("| generator | params (M) | GFLOPs | fp32 (s) | bf16 + channels_last (s) | peak RSS fp32 (MB) | peak RSS bf16 (MB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| generator | params (M) | GMACs | GFLOPs | fp32 (s) | bf16 + channels_last (s) | peak RSS fp32 (MB) | peak RSS bf16 (MB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     base = 0.0
     for name in names:
         f = _run("flops", name, args)
         r = {mode: _run(mode, name, args) for mode in MODES}
         base = max(base, *(r[m]["base_rss_mb"] for m in MODES))
         print(
-            f"| {name} | {f['params'] / 1e6:.2f} | {f['gflops']:.1f} | {r['fp32']['median_s']:.2f} | "
+            f"| {name} | {f['params'] / 1e6:.2f} | {f['gmacs']:.1f} | {2 * f['gmacs']:.1f} | {r['fp32']['median_s']:.2f} | "
             f"{r['bf16_cl']['median_s']:.2f} | {r['fp32']['peak_rss_mb']:.0f} | {r['bf16_cl']['peak_rss_mb']:.0f} |",
             flush=True,
         )
