@@ -22,6 +22,7 @@ Images are float tensors (3,H,W) or (N,3,H,W), RGB, in [0, 1]. Every random draw
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -298,7 +299,7 @@ class CameraPaths:
 def sample_camera_paths(
     n: int,
     *,
-    length: float | tuple[float, float] = (0.006, 0.032),
+    length: float | tuple[float, float] = (0.032, 0.064),
     curvature: float = 0.5,
     rotation: float = 1.0,
     zoom: float = 0.01,
@@ -347,7 +348,7 @@ def trajectory_blur(
     images: torch.Tensor,
     *,
     generator: torch.Generator | None = None,
-    length: float | tuple[float, float] = (0.006, 0.032),
+    length: float | tuple[float, float] = (0.032, 0.064),
     curvature: float = 0.5,
     rotation: float = 1.0,
     zoom: float = 0.01,
@@ -395,7 +396,7 @@ def trajectory_blur(
             than white (times a gain in ``highlight_gain``, in linear light) before averaging, then
             clipping: bright streaks as in real night shots.
         noise: Gaussian sensor-noise std (or range, uniform) added after blurring, in [0, 1] units.
-        jpeg_prob: probability of a JPEG round trip (torchvision encode/decode) at a quality drawn
+        jpeg_prob: probability of a JPEG round trip (PIL encode/decode) at a quality drawn
             from ``jpeg_quality``.
         n_frames: number of averaged frames; ``None`` picks enough for at most ``frame_step`` pixels
             between frames (at least 7, as GoPro's 7-13, at most ``max_frames``).
@@ -527,19 +528,24 @@ def add_noise(images: torch.Tensor, sigma: torch.Tensor | float, *, generator: t
 
 
 def jpeg_roundtrip(images: torch.Tensor, quality: torch.Tensor | int, *, enabled: torch.Tensor | bool = True) -> torch.Tensor:
-    """JPEG encode/decode (torchvision.io, libjpeg) of each (3,H,W) image where ``enabled``."""
+    """JPEG encode/decode (PIL, libjpeg, 4:2:0) of each (3,H,W) image of a batch where ``enabled``."""
     n = images.shape[0]
     enabled = torch.as_tensor(enabled).expand(n)
     if not bool(enabled.any()):
         return images
-    from torchvision.io import decode_jpeg, encode_jpeg  # torchvision is only needed for JPEG
+    import io
+
+    import numpy as np
+    from PIL import Image
 
     quality = torch.as_tensor(quality).expand(n)
     out = images.clone()
     for i in torch.nonzero(enabled).flatten().tolist():
-        u8 = (images[i].clamp(0, 1) * 255).round().to(torch.uint8)
-        dec = decode_jpeg(encode_jpeg(u8, quality=int(quality[i])))
-        out[i] = dec.to(images.dtype) / 255
+        u8 = (images[i].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        buf = io.BytesIO()
+        Image.fromarray(u8).save(buf, format="JPEG", quality=int(quality[i]))
+        dec = np.array(Image.open(buf).convert("RGB"), dtype=np.float32) / 255
+        out[i] = torch.from_numpy(dec).permute(2, 0, 1).to(images.dtype)
     return out
 
 
@@ -570,8 +576,6 @@ class BlurSynthesizer:
         if mode not in self.MODES:
             raise ValueError(f"blur mode must be one of {self.MODES}, got {mode!r}")
         if mode == "trajectory":
-            import inspect
-
             allowed = set(inspect.signature(trajectory_blur).parameters) - {"images", "generator", "return_info", "paths", "frame_diag", "center"}
         else:
             allowed = self.KERNEL_KEYS
@@ -590,16 +594,24 @@ class BlurSynthesizer:
     def __repr__(self) -> str:
         return f"BlurSynthesizer(mode={self.mode!r}, **{self.params!r})"
 
-    def margin(self, frame_diag: float) -> int:
-        """Pixels of context to crop around a patch so its blur does not depend on the patch border."""
+    def sample_paths(self, n: int, generator: torch.Generator | None = None) -> CameraPaths | None:
+        """Draw the camera paths of the next ``n`` trajectory blurs (``None`` in kernel mode)."""
+        if self.mode != "trajectory":
+            return None
+        keys = set(inspect.signature(sample_camera_paths).parameters) - {"n", "generator"}
+        return sample_camera_paths(n, generator=generator, **{k: v for k, v in self.params.items() if k in keys})
+
+    def margin(self, frame_diag: float, paths: CameraPaths | None = None) -> int:
+        """Pixels of context around a patch so that its blur does not depend on the patch border.
+
+        Kernel mode: half the kernel. Trajectory mode: the largest motion of ``paths`` (drawn with
+        `sample_paths`) in a frame of diagonal ``frame_diag``.
+        """
         if self.mode == "kernel":
             return int(self.params.get("size", 31)) // 2 + 1
-        lo, hi = _as_range(self.params.get("length", (0.006, 0.032)), "length")
-        rot = math.radians(self.params.get("rotation", 1.0))
-        obj = _as_range(self.params.get("object_motion", (0.005, 0.03)), "object_motion")[1]
-        curv = self.params.get("curvature", 0.5)
-        reach = 0.5 * hi * (1 + 1.5 * curv) + 0.25 * (rot + self.params.get("zoom", 0.01)) + 0.5 * obj
-        return int(math.ceil(reach * frame_diag)) + 2
+        if paths is None:
+            raise ValueError("trajectory mode needs the sampled paths to size the margin (see sample_paths)")
+        return int(math.ceil(float((paths.max_displacement() * frame_diag).max()))) + 2
 
     def __call__(
         self,
@@ -608,10 +620,12 @@ class BlurSynthesizer:
         *,
         frame_diag: float | torch.Tensor | None = None,
         center: torch.Tensor | None = None,
+        paths: CameraPaths | None = None,
     ) -> tuple[torch.Tensor, dict]:
-        """Blur ``sharp`` ((3,H,W) or (N,3,H,W)); ``frame_diag``/``center`` as in `trajectory_blur`."""
+        """Blur ``sharp`` ((3,H,W) or (N,3,H,W)); ``frame_diag``, ``center``, ``paths`` as in `trajectory_blur`."""
         if self.mode == "trajectory":
-            return trajectory_blur(sharp, generator=generator, frame_diag=frame_diag, center=center, return_info=True, **self.params)
+            return trajectory_blur(sharp, generator=generator, frame_diag=frame_diag, center=center, paths=paths,
+                                   return_info=True, **self.params)
         return self._kernel_blur(sharp, generator)
 
     def _kernel_blur(self, sharp: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:

@@ -167,7 +167,7 @@ def _load_rgb(value: dict | PILImage.Image | str) -> np.ndarray:
 def image_to_tensor(image: np.ndarray | PILImage.Image) -> torch.Tensor:
     """(H,W,3) uint8 array or PIL image -> (3,H,W) float32 in [0, 1]."""
     arr = np.asarray(image.convert("RGB")) if isinstance(image, PILImage.Image) else image
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float().div_(255)
+    return torch.from_numpy(np.array(arr, dtype=np.float32)).div_(255).permute(2, 0, 1).contiguous()
 
 
 def tensor_to_image(tensor: torch.Tensor) -> PILImage.Image:
@@ -544,12 +544,16 @@ class _SyntheticMixin:
         fh, fw = sharp.shape[:2]
         top, left, bh, bw = box if box is not None else (0, 0, fh, fw)
         diag = math.hypot(fh, fw)
-        m = self.synth.margin(diag)
+        paths = self.synth.sample_paths(1, generator)
+        m = self.synth.margin(diag, paths)
         t0, l0 = max(top - m, 0), max(left - m, 0)
         t1, l1 = min(top + bh + m, fh), min(left + bw + m, fw)
         region = image_to_tensor(sharp[t0:t1, l0:l1])
         centre = torch.tensor([(fw - 1) / 2 - l0, (fh - 1) / 2 - t0])
-        blurred, _ = self.synth(region, generator, frame_diag=diag, center=centre)
+        if paths is None:
+            blurred, _ = self.synth(region, generator)
+        else:
+            blurred, _ = self.synth(region, generator, frame_diag=diag, center=centre, paths=paths)
         crop = (slice(None), slice(top - t0, top - t0 + bh), slice(left - l0, left - l0 + bw))
         return blurred[crop].contiguous(), region[crop].contiguous()
 
