@@ -722,12 +722,15 @@ def build_train_dataset(
             raise ValueError(f"{part.label}: image {names[0]!r} is {w}x{h}, smaller than crop_size {crop_size}"
                              f"{f' ({len(small)} such images)' if len(small) > 1 else ''}; lower crop_size or pass "
                              "min_size to skip small images")
-        warnings.warn(f"{part.label}: skipping {len(small)} image(s) smaller than min_size {min_size}: {names[:5]}", stacklevel=2)
-        keep = [i for i in range(len(part.ds)) if i not in set(small)]
-        if not keep:
-            raise ValueError(f"{part.label}: every image is smaller than min_size {min_size}")
+        warnings.warn(f"{part.label}: skipping {len(small)} of {len(part.ds)} image(s) smaller than min_size "
+                      f"{min_size}: {names[:5]}", stacklevel=2)
+        small_set = set(small)
+        keep = [i for i in range(len(part.ds)) if i not in small_set]
         part.ds = part.ds.select(keep)
         part.sizes = [part.sizes[i] for i in keep]
+    parts = [p for p in parts if len(p.ds)]
+    if not parts:
+        raise ValueError(f"every image of {list(sources)} is smaller than min_size {min_size}")
     return PairedTrainDataset(parts, crop_size=crop_size, blur=blur, real_fraction=real_fraction, seed=seed)
 
 
