@@ -20,18 +20,22 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import ctypes
+import ctypes.util
 import functools
 import io
 import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.data_classes import ImageData
 from PIL import Image
 
 from deblurgan_hf import DEFAULT_MODEL, DeblurGAN
@@ -105,11 +109,11 @@ class RawImage(gr.Image):
 
     is_template = True  # render with the built-in Image frontend
 
-    def preprocess(self, payload):  # type: ignore[override]
+    def preprocess(self, payload: ImageData | None) -> ImageData | None:  # type: ignore[override]
         return payload  # ImageData (path, orig_name, url) or None
 
 
-def _refuse_if_too_large(source: str | bytes, name: str, max_megapixels: float) -> None:
+def _refuse_if_too_large(source: str | bytes, max_megapixels: float) -> None:
     """Refuse an over-size image from its header alone, before decoding it (a panorama can be 100s of MB)."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
@@ -128,7 +132,7 @@ def _check_megapixels(w: int, h: int, max_megapixels: float) -> None:
         )
 
 
-def _read_upload(payload, max_megapixels: float | None = None, downscale: bool = False) -> tuple[Image.Image, str]:
+def _read_upload(payload: ImageData | None, max_megapixels: float | None = None, downscale: bool = False) -> tuple[Image.Image, str]:
     """Decode an upload to PIL; returns (image, name stem). Raises gr.Error with a readable message."""
     if payload is None:
         raise gr.Error("No image: upload, paste or take a photo first.", title="No image")
@@ -144,7 +148,7 @@ def _read_upload(payload, max_megapixels: float | None = None, downscale: bool =
     else:
         raise gr.Error("No image: upload, paste or take a photo first.", title="No image")
     if max_megapixels is not None and not downscale:
-        _refuse_if_too_large(source, name, max_megapixels)
+        _refuse_if_too_large(source, max_megapixels)
     try:
         image = open_image(source)
     except (ValueError, FileNotFoundError) as err:
@@ -182,6 +186,16 @@ def _save_png(image: Image.Image, out_dir: Path, stem: str, keep_s: int) -> str:
     return str(path)
 
 
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them per thread arena, and gradio runs each
+    request on a pool thread, so without this the server's RSS grows towards arenas x peak)."""
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
 def _parse_tile(tile: str) -> int | None:
     """Tile option -> `deblur(tile=...)`: "auto" is None (tiles only big images), "off" is 0."""
     if tile not in TILE_CHOICES:
@@ -200,7 +214,15 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
     config = config or AppConfig.from_env()
     out_dir = Path(tempfile.mkdtemp(prefix="deblurgan-app-"))
 
-    def deblur(image, model, hub_id, tile, precision, downscale, progress=gr.Progress()):
+    def deblur(
+        image: ImageData | None,
+        model: str,
+        hub_id: str,
+        tile: str,
+        precision: str,
+        downscale: bool,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple[tuple[Image.Image, str], str, str]:
         """Deblur one photo. Returns ((blurred, deblurred) images, the PNG file, a summary)."""
         hub_id = (hub_id or "").strip()
         if precision not in PRECISIONS:
@@ -233,10 +255,13 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         start = time.perf_counter()
         try:
             sharp = net.deblur(blurred, tile=tile_px, precision=precision, progress=on_tile)
-        except MemoryError:
+        except (MemoryError, RuntimeError) as err:
+            if isinstance(err, RuntimeError) and "allocate" not in str(err):  # torch: "can't allocate memory"
+                raise
             raise gr.Error("Out of memory: choose a smaller tile size or a smaller image.", title="Out of memory")
         seconds = time.perf_counter() - start
         path = _save_png(sharp, out_dir, stem, config.keep_outputs_s)
+        _release_freed_memory()
         w, h = sharp.size
         summary = (
             f"**{w} x {h}** px ({w * h / 1e6:.2f} MP){note} deblurred in **{seconds:.2f} s** "

@@ -1,0 +1,56 @@
+"""Server memory of the Gradio app under load: RSS after start, warm-up, sequential and concurrent requests.
+
+    python benchmarks/app_memory.py [--requests 10] [--concurrent 8] [--frame 000001.png]
+
+Starts `app.py` on a free port (the bundled model, or a tiny untrained NAFNet when it is not there
+yet: memory is then mostly gradio + torch), sends full 1280x720 GoPro frames through
+`gradio_client`, and prints the server's resident memory (process and children) after each phase.
+A leak shows as RSS growing with the number of requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # reuse the tests' server launcher (tests/app_server.py)
+
+from app_server import GOPRO_BLUR, app_models_env, bundled_model_exists, serve_app  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=10, help="sequential requests")
+    parser.add_argument("--concurrent", type=int, default=8, help="requests sent at once")
+    parser.add_argument("--frame", default="000001.png", help=f"a frame of {GOPRO_BLUR}")
+    args = parser.parse_args()
+    frame = str(GOPRO_BLUR / args.frame)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = app_models_env(Path(tmp))
+        model = "bundled nafnet-motion-s" if bundled_model_exists() else "tiny untrained NAFNet (width 8)"
+        with serve_app(env, Path(tmp) / "app.log") as server:
+            mib = lambda: server.rss_bytes() / 2**20  # noqa: E731
+            print(f"model: {model}; input {args.frame} (1280x720)")
+            print(f"RSS after start:                 {mib():7.0f} MiB")
+            client = Client(server.url, verbose=False)
+            client.predict(handle_file(frame), api_name="/deblur")
+            print(f"RSS after 1 warm-up request:     {mib():7.0f} MiB")
+            start = time.perf_counter()
+            for _ in range(args.requests):
+                client.predict(handle_file(frame), api_name="/deblur")
+            per_request = (time.perf_counter() - start) / args.requests
+            print(f"RSS after {args.requests:2d} sequential requests: {mib():7.0f} MiB ({per_request:.2f} s per request, end to end)")
+            with ThreadPoolExecutor(args.concurrent) as pool:
+                list(pool.map(lambda _: client.predict(handle_file(frame), api_name="/deblur"), range(args.concurrent)))
+            print(f"RSS after {args.concurrent:2d} concurrent requests: {mib():7.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
