@@ -68,7 +68,7 @@ def test_cli_on_tiny_paired_set(paired_dir, small_model_dir, tmp_path, capsys):
         assert f"| {name} |" in summary
     assert "best of" in summary  # the chosen unsharp setting is reported
     with Image.open(out / "crops.png") as fig:
-        assert fig.format == "PNG" and fig.width > 5 * 96 and fig.height > 3 * 96
+        assert fig.format == "PNG" and fig.width > 4 * 96 and fig.height > 3 * 96  # blur | model | unsharp | sharp
 
 
 def test_rl_beats_identity_with_true_kernel(sharp_dir, tmp_path):
