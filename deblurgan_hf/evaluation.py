@@ -30,6 +30,7 @@ from .metrics import load_psnr, load_ssim
 
 __all__ = ["Pair", "PairSource", "Method", "MethodResult", "main", "run_evaluation", "model_method", "baseline_methods", "summary_markdown"]
 
+
 @dataclass
 class Pair:
     """One evaluation pair: uint8 `H x W x 3` blurred and sharp images, and the true kernel if known."""
