@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     deblur.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
     deblur.set_defaults(func=cmd_deblur)
 
-    evaluate = sub.add_parser("evaluate", help="PSNR/SSIM of models and baselines on paired data", add_help=False)
-    evaluate.set_defaults(func=None)
+    # Parsed by their own modules (see main); listed here so `deblurgan --help` shows them.
+    sub.add_parser("evaluate", help="PSNR/SSIM of models and baselines on paired data", add_help=False)
+    sub.add_parser("evaluate-ocr", help="OCR character error rate on sharp, blurred and deblurred text", add_help=False)
     return parser
 
 
@@ -102,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluation import main as evaluate_main
 
         return evaluate_main(argv[1:])
+    if argv[:1] == ["evaluate-ocr"]:
+        from .ocr import main as ocr_main
+
+        return ocr_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
