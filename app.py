@@ -172,18 +172,24 @@ def _fit_megapixels(image: Image.Image, max_megapixels: float, downscale: bool) 
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), f" (downscaled from {w}x{h})"
 
 
-def _save_png(image: Image.Image, out_dir: Path, stem: str, keep_s: int) -> str:
-    """Write the full-resolution PNG under a fresh folder (temp name, then rename); prune old ones."""
+def _save_pngs(images: dict[str, Image.Image], out_dir: Path, keep_s: int) -> list[str]:
+    """Write PNGs (file name -> image) into a fresh folder, each to a temp name then renamed; prune old folders.
+
+    The app hands gradio files, not PIL images: gradio writes PIL outputs to a path named by the
+    content hash without a temp name, so two identical requests at once could serve a half-written file.
+    """
     now = time.time()
     for old in out_dir.iterdir():
         if now - old.stat().st_mtime > keep_s:
             shutil.rmtree(old, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(dir=out_dir))
-    path = folder / f"{stem}_deblurred.png"
-    tmp = folder / f".{path.name}.tmp"
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return str(path)
+    paths = []
+    for name, image in images.items():
+        path, tmp = folder / name, folder / f".{name}.tmp"
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+        paths.append(str(path))
+    return paths
 
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
@@ -222,7 +228,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         precision: str,
         downscale: bool,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[tuple[Image.Image, str], str, str]:
+    ) -> tuple[tuple[str, str], str, str]:
         """Deblur one photo. Returns ((blurred, deblurred) images, the PNG file, a summary)."""
         hub_id = (hub_id or "").strip()
         if precision not in PRECISIONS:
@@ -260,14 +266,16 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
                 raise
             raise gr.Error("Out of memory: choose a smaller tile size or a smaller image.", title="Out of memory")
         seconds = time.perf_counter() - start
-        path = _save_png(sharp, out_dir, stem, config.keep_outputs_s)
+        before, after = _save_pngs(
+            {f"{stem}.png": blurred, f"{stem}_deblurred.png": sharp}, out_dir, config.keep_outputs_s
+        )
         _release_freed_memory()
         w, h = sharp.size
         summary = (
             f"**{w} x {h}** px ({w * h / 1e6:.2f} MP){note} deblurred in **{seconds:.2f} s** "
             f"with `{label}` (precision {resolve_precision(precision)}, tile {tile})"
         )
-        return (blurred, path), path, summary
+        return (before, after), after, summary
 
     with gr.Blocks(title="DeblurGAN-HF: motion deblurring", delete_cache=(config.keep_outputs_s,) * 2) as demo:
         gr.Markdown(
