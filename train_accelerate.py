@@ -45,6 +45,7 @@ from deblurgan_hf.training import (
     save_checkpoint,
     save_image_grid,
     validate,
+    weights_checksum,
 )
 
 logger = get_logger(__name__)
@@ -224,10 +225,15 @@ def main(argv: list[str] | None = None) -> None:
         if hasattr(train_dataset, "set_epoch"):
             train_dataset.set_epoch(epoch)
         train_loader.set_epoch(epoch)
-        loader = train_loader
+        loader, first_batch = train_loader, 0
         if epoch == first_epoch and skip_batches:
-            loader = accelerator.skip_first_batches(train_loader, skip_batches)
-        for batch in loader:
+            loader, first_batch = accelerator.skip_first_batches(train_loader, skip_batches), skip_batches
+        for batch_index, batch in enumerate(loader, start=first_batch):
+            # Randomness inside a step (dropout, gradient-penalty interpolation) depends only on
+            # (seed, epoch, batch, process): a resumed run draws exactly what an unbroken one did,
+            # although creating the skipping DataLoader iterator consumed global RNG.
+            torch.manual_seed((((args.seed * 1_000_003 + epoch) * 1_000_003 + batch_index) * 4096
+                               + accelerator.process_index) % (2**63))
             blur, sharp = batch["blur"], batch["sharp"]
             if global_step + 1 in inject_nan:
                 blur = torch.full_like(blur, float("nan"))  # test-only: what a corrupt batch does
@@ -238,10 +244,8 @@ def main(argv: list[str] | None = None) -> None:
 
                 # Critic: `critic_steps` updates on this batch (DeblurGAN: 5), the generator output detached.
                 if use_critic:
-                    for k in range(args.critic_steps):
-                        gp_rng = torch.Generator().manual_seed(
-                            (args.seed * 1_000_003 + global_step * 101 + k) * 64 + accelerator.process_index)
-                        loss_d, d_logs = adversarial_loss.critic_loss(critic, sharp, fake.detach(), generator=gp_rng)
+                    for _ in range(args.critic_steps):
+                        loss_d, d_logs = adversarial_loss.critic_loss(critic, sharp, fake.detach())
                         optimizer_d.zero_grad(set_to_none=True)
                         if not all_finite(loss_d):
                             step_ok = False
@@ -284,7 +288,8 @@ def main(argv: list[str] | None = None) -> None:
                 logs[f"loss/{name}"] = float(value.detach())
             logs["loss/total"] = float(loss_g.detach())
             for k, v in logs.items():
-                running.setdefault(k, []).append(v)
+                if math.isfinite(v):  # skipped (non-finite) steps are logged as such below
+                    running.setdefault(k, []).append(v)
             if not accelerator.sync_gradients:
                 continue
 
@@ -333,6 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     progress.close()
 
     # ------------------------------------------------------------------ final export, curves, Hub
+    # Every process must hold the same weights after DDP training; a mismatch means a desynced run.
+    checksums = accelerator.gather(torch.tensor([weights_checksum(model)], device=accelerator.device)).tolist()
+    metrics_log.append({"step": global_step, "process_weight_checksums": checksums})
+    if len(set(checksums)) > 1:
+        logger.warning(f"processes ended with different weights: {checksums}", main_process_only=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         curves = plot_curves(metrics_log.read(), output_dir / "training_curves.png", title=args.model_name or "")

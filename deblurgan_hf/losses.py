@@ -142,10 +142,15 @@ def _load_vgg_features(network: str, random_weights_for_tests: bool) -> nn.Seque
     import torchvision.models as tvm
 
     ctor_name, weights_name, n_layers = PERCEPTUAL_NETWORKS[network]
-    ctor = getattr(tvm, ctor_name)
+    # Built on the meta device: only the kept conv layers get memory (not the 120 M-parameter classifier).
+    with torch.device("meta"):
+        features = getattr(tvm, ctor_name)(weights=None, init_weights=False).features[:n_layers]
+    features = features.to_empty(device="cpu")
     if random_weights_for_tests:
         # Test-only: exercises the code path without the 500 MB download; the loss is meaningless.
-        vgg = ctor(weights=None)
+        for m in features:
+            if isinstance(m, nn.Conv2d):
+                m.reset_parameters()
     else:
         weights = getattr(tvm, weights_name).IMAGENET1K_V1
         path = perceptual_weights_path(network)
@@ -160,9 +165,10 @@ def _load_vgg_features(network: str, random_weights_for_tests: bool) -> nn.Seque
                 f"  and place the file at:  {path}\n"
                 f"  (the torch hub cache; set TORCH_HOME to move it), or train without it: --perceptual none"
             ) from err
-        vgg = ctor(weights=None)
-        vgg.load_state_dict(state)
-    return vgg.features[:n_layers]
+        prefix = "features."
+        kept = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and int(k.split(".")[1]) < n_layers}
+        features.load_state_dict(kept, strict=True)
+    return features
 
 
 class PerceptualLoss(nn.Module):

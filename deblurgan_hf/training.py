@@ -38,6 +38,7 @@ __all__ = [
     "atomic_write_text",
     "default_num_threads",
     "parse_int_list",
+    "weights_checksum",
 ]
 
 TRAINING_STATE_NAME = "training_state.json"
@@ -559,6 +560,17 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, *, private: bool
     info = upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
                          commit_message=commit_message or "Upload deblurgan-hf model")
     return str(getattr(info, "commit_url", info))
+
+
+def weights_checksum(module: torch.nn.Module) -> int:
+    """A 60-bit hash of every parameter and buffer's bytes (equal iff bitwise equal, practically)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return int(h.hexdigest()[:15], 16)
 
 
 def command_line() -> str:
