@@ -18,6 +18,7 @@ The API endpoint `/deblur` takes (image, model, hub_id, tile, precision, downsca
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import binascii
 import ctypes
@@ -100,19 +101,6 @@ def load_model(source: str) -> DeblurGAN:
     return DeblurGAN.from_pretrained(source)
 
 
-class RawImage(gr.Image):
-    """`gr.Image` in the page, but the handler gets the uploaded file untouched.
-
-    gr.Image would decode the upload itself and fail with an unreadable message on bad files;
-    the app decodes with `open_image`, which names the problem (empty, truncated, bomb, ...).
-    """
-
-    is_template = True  # render with the built-in Image frontend
-
-    def preprocess(self, payload: ImageData | None) -> ImageData | None:  # type: ignore[override]
-        return payload  # ImageData (path, orig_name, url) or None
-
-
 def _refuse_if_too_large(source: str | bytes, max_megapixels: float) -> None:
     """Refuse an over-size image from its header alone, before decoding it (a panorama can be 100s of MB)."""
     try:
@@ -132,10 +120,18 @@ def _check_megapixels(w: int, h: int, max_megapixels: float) -> None:
         )
 
 
-def _read_upload(payload: ImageData | None, max_megapixels: float | None = None, downscale: bool = False) -> tuple[Image.Image, str]:
-    """Decode an upload to PIL; returns (image, name stem). Raises gr.Error with a readable message."""
-    if payload is None:
+def _read_upload(
+    upload: dict | None, max_megapixels: float | None = None, downscale: bool = False
+) -> tuple[Image.Image, str]:
+    """Decode an upload (gradio's undecoded ImageData dict) to PIL; returns (image, name stem).
+
+    The app decodes uploads itself (the event runs with preprocess=False): gr.Image would decode
+    them with an unreadable message on bad files, while `open_image` names the problem (empty,
+    truncated, not an image, decompression bomb). Raises gr.Error with a readable message.
+    """
+    if not upload:
         raise gr.Error("No image: upload, paste or take a photo first.", title="No image")
+    payload = ImageData.model_validate(upload)
     name = Path(payload.orig_name or payload.path or "image").name
     source: str | bytes
     if payload.url and payload.url.startswith("data:"):
@@ -204,6 +200,7 @@ def _release_freed_memory() -> None:
 
 def _parse_tile(tile: str) -> int | None:
     """Tile option -> `deblur(tile=...)`: "auto" is None (tiles only big images), "off" is 0."""
+    tile = str(tile)
     if tile not in TILE_CHOICES:
         raise gr.Error(f"tile: {tile!r} is not one of {TILE_CHOICES}", title="Bad option")
     return None if tile == "auto" else 0 if tile == "off" else int(tile)
@@ -219,9 +216,10 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
     models = find_models() if models is None else dict(models)
     config = config or AppConfig.from_env()
     out_dir = Path(tempfile.mkdtemp(prefix="deblurgan-app-"))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
 
     def deblur(
-        image: ImageData | None,
+        image: dict | None,
         model: str,
         hub_id: str,
         tile: str,
@@ -229,25 +227,30 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         downscale: bool,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[tuple[str, str], str, str]:
-        """Deblur one photo. Returns ((blurred, deblurred) images, the PNG file, a summary)."""
-        hub_id = (hub_id or "").strip()
+        """Deblur one photo. Returns ((blurred, deblurred) PNGs, the deblurred PNG again, a summary).
+
+        Inputs arrive unprocessed (preprocess=False, see `_read_upload`), so each is checked here.
+        """
+        hub_id = str(hub_id or "").strip()
         if precision not in PRECISIONS:
             raise gr.Error(f"precision: {precision!r} is not one of {PRECISIONS}", title="Bad option")
-        tile_px = _parse_tile(str(tile))
+        tile_px = _parse_tile(tile)
         if hub_id:
             # Only Hub repos here: a path would let visitors load arbitrary folders on the server.
             if not HUB_ID.match(hub_id) or os.path.exists(hub_id):
                 raise gr.Error(f"Hub id {hub_id!r}: expected 'user/model' on huggingface.co.", title="Bad model id")
             source, label = hub_id, hub_id
-        elif model in models:
+        elif isinstance(model, str) and model in models:
             source, label = models[model], model
         elif not models:
             raise gr.Error("No bundled model here: enter a Hub model id.", title="No model")
         else:
             raise gr.Error(f"model: {model!r} is not one of {list(models)}", title="Bad model")
 
-        blurred, stem = _read_upload(image, config.max_megapixels, bool(downscale))
-        blurred, note = _fit_megapixels(blurred, config.max_megapixels, bool(downscale))
+        if not isinstance(downscale, bool):
+            raise gr.Error(f"downscale: {downscale!r} is not true or false", title="Bad option")
+        blurred, stem = _read_upload(image, config.max_megapixels, downscale)
+        blurred, note = _fit_megapixels(blurred, config.max_megapixels, downscale)
         progress(0, desc=f"Loading {label}")
         try:
             net = load_model(source)
@@ -284,7 +287,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         )
         with gr.Row():
             with gr.Column():
-                image = RawImage(
+                image = gr.Image(
                     label="Blurred photo",
                     sources=["upload", "clipboard", "webcam"],
                     type="filepath",
@@ -325,6 +328,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
             outputs=[slider, download, info],
             api_name="deblur",
             concurrency_limit=config.concurrency,
+            preprocess=False,  # the handler decodes the upload itself (see _read_upload)
         )
     return demo.queue(max_size=config.queue_size)
 

@@ -201,8 +201,10 @@ def test_model_choice_errors_are_readable(client, tmp_path):
     print(info.value)
     with pytest.raises(Exception, match="expected 'user/model'"):
         _deblur(client, good, hub_id="../pretrained")  # server folders are not reachable through the Hub field
-    with pytest.raises(Exception, match="999 is not in the list of choices"):
+    with pytest.raises(Exception, match="tile: '999' is not one of"):
         _deblur(client, good, tile="999")
+    with pytest.raises(Exception, match="model: 'no-such-model' is not one of"):
+        _deblur(client, good, model="no-such-model")
     (_, after), _, _ = _deblur(client, good)
     with Image.open(after) as a:
         assert a.size == (64, 64)
