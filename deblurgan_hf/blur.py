@@ -364,11 +364,12 @@ def trajectory_blur(
     jpeg_prob: float = 0.0,
     jpeg_quality: tuple[int, int] = (60, 95),
     n_frames: int | None = None,
-    frame_step: float = 1.5,
-    max_frames: int = 64,
+    frame_step: float = 2.0,
+    max_frames: int = 48,
     frame_diag: float | torch.Tensor | None = None,
     center: torch.Tensor | None = None,
     paths: CameraPaths | None = None,
+    output_box: tuple[int, int, int, int] | None = None,
     return_info: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, dict]:
     """Non-uniform motion blur: average of the sharp image warped along a random camera path.
@@ -405,10 +406,12 @@ def trajectory_blur(
         center: (N,2) or (2,) rotation / zoom centre (x, y) in input pixel coordinates; pass the full
             frame's centre (in crop coordinates) when blurring a crop. Default: the input's centre.
         paths: pre-drawn `CameraPaths` (then the motion arguments and their draws are skipped).
+        output_box: (top, left, height, width): render only this box of the input; the rest of the
+            input is context the warps can sample from (much cheaper than blurring a padded crop).
         return_info: also return a dict with the paths, frame count and per-image settings.
 
     Returns:
-        Blurred images like ``images`` (and the info dict if ``return_info``).
+        Blurred images like ``images`` (or their ``output_box``), and the info dict if ``return_info``.
     """
     if space not in ("srgb", "linear"):
         raise ValueError(f"space must be 'srgb' or 'linear', got {space!r}")
@@ -460,8 +463,11 @@ def trajectory_blur(
     one, zero = torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
     c_mat = _affine(1 / half, 1 / half, -ctr[:, 0] / half, -ctr[:, 1] / half)
     g_mat = _affine(2 * half / w, 2 * half / h, 2 * (ctr[:, 0] + 0.5) / w - 1, 2 * (ctr[:, 1] + 0.5) / h - 1)
-    xs = torch.arange(w, dtype=torch.float32).view(1, 1, w)
-    ys = torch.arange(h, dtype=torch.float32).view(1, h, 1)
+    top, left, out_h, out_w = (0, 0, h, w) if output_box is None else output_box
+    if top < 0 or left < 0 or top + out_h > h or left + out_w > w or min(out_h, out_w) < 1:
+        raise ValueError(f"output_box {output_box} is not inside the {h}x{w} input")
+    xs = torch.arange(left, left + out_w, dtype=torch.float32).view(1, 1, out_w)
+    ys = torch.arange(top, top + out_h, dtype=torch.float32).view(1, out_h, 1)
     obj = bool(paths.has_object.any())
     if obj:
         # affine map from source half-diagonal units to the ellipse's unit-circle frame
@@ -484,7 +490,7 @@ def trajectory_blur(
         inv = 1 / rows[-1].clamp(min=1e-3)
         return [r * inv for r in rows[:-1]]
 
-    acc = torch.zeros_like(src)
+    acc = torch.zeros(n, 3, out_h, out_w, dtype=dtype)
     for f in range(n_frames):
         hc = homs[:, f] @ c_mat
         grid = torch.stack(warp(g_mat @ hc), -1).to(dtype)
@@ -576,7 +582,7 @@ class BlurSynthesizer:
         if mode not in self.MODES:
             raise ValueError(f"blur mode must be one of {self.MODES}, got {mode!r}")
         if mode == "trajectory":
-            allowed = set(inspect.signature(trajectory_blur).parameters) - {"images", "generator", "return_info", "paths", "frame_diag", "center"}
+            allowed = set(inspect.signature(trajectory_blur).parameters) - {"images", "generator", "return_info", "paths", "frame_diag", "center", "output_box"}
         else:
             allowed = self.KERNEL_KEYS
         unknown = sorted(set(params) - allowed)
@@ -621,12 +627,21 @@ class BlurSynthesizer:
         frame_diag: float | torch.Tensor | None = None,
         center: torch.Tensor | None = None,
         paths: CameraPaths | None = None,
+        output_box: tuple[int, int, int, int] | None = None,
     ) -> tuple[torch.Tensor, dict]:
-        """Blur ``sharp`` ((3,H,W) or (N,3,H,W)); ``frame_diag``, ``center``, ``paths`` as in `trajectory_blur`."""
+        """Blur ``sharp`` ((3,H,W) or (N,3,H,W)).
+
+        ``frame_diag``, ``center``, ``paths`` and ``output_box`` as in `trajectory_blur` (kernel mode:
+        ``output_box`` crops the result; the others do not apply).
+        """
         if self.mode == "trajectory":
             return trajectory_blur(sharp, generator=generator, frame_diag=frame_diag, center=center, paths=paths,
-                                   return_info=True, **self.params)
-        return self._kernel_blur(sharp, generator)
+                                   output_box=output_box, return_info=True, **self.params)
+        blurred, info = self._kernel_blur(sharp, generator)
+        if output_box is not None:
+            top, left, bh, bw = output_box
+            blurred = blurred[..., top : top + bh, left : left + bw].contiguous()
+        return blurred, info
 
     def _kernel_blur(self, sharp: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, dict]:
         p = self.params

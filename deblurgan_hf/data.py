@@ -21,8 +21,8 @@ Without a ``KIND:`` prefix the kind is detected from what the folder holds.
 
 Determinism: a training item depends only on (seed, epoch, index): its crop, flips and synthetic blur
 come from a ``torch.Generator`` seeded from that triple, so resumed runs and any number of DataLoader
-workers see the same samples. Call ``dataset.set_epoch(epoch)`` before iterating each epoch (with
-``persistent_workers=False``, the default, workers get a fresh copy of the dataset every epoch).
+workers see the same samples. Call ``dataset.set_epoch(epoch)`` before ``iter(loader)`` each epoch; the
+epoch lives in shared memory, so persistent DataLoader workers see it too.
 """
 
 from __future__ import annotations
@@ -528,8 +528,37 @@ def _load_part(source: str, split: str | None, verify: bool = True) -> _Part:
     return _Part(os.fspath(source), ds, paired, _image_sizes(ds, "sharp"))
 
 
-def _region(arr: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
-    return arr[max(top, 0) : top + height, max(left, 0) : left + width]
+class _DecodeCache:
+    """Per-process LRU of decoded uint8 images, bounded in bytes.
+
+    PNG decoding of a 1024-pixel photo costs about as much as synthesising its blurred crop; the
+    training sets here (a few hundred MB decoded) fit, so each worker decodes each image once (with
+    ``persistent_workers=True``; otherwise once per epoch).
+    """
+
+    def __init__(self, max_bytes: int):
+        from collections import OrderedDict
+
+        self.max_bytes, self.bytes, self.items = max_bytes, 0, OrderedDict()
+
+    def get(self, key: tuple, value: dict) -> np.ndarray:
+        arr = self.items.get(key)
+        if arr is not None:
+            self.items.move_to_end(key)
+            return arr
+        arr = _load_rgb(value)
+        if arr.nbytes <= self.max_bytes:
+            self.items[key] = arr
+            self.bytes += arr.nbytes
+            while self.bytes > self.max_bytes:
+                self.bytes -= self.items.popitem(last=False)[1].nbytes
+        return arr
+
+    def __getstate__(self) -> dict:  # workers start with an empty cache, not a pickled copy
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["max_bytes"])
 
 
 class _SyntheticMixin:
@@ -538,8 +567,8 @@ class _SyntheticMixin:
     def _synthesize(self, sharp: np.ndarray, box: tuple[int, int, int, int] | None, generator: torch.Generator):
         """Blur a sharp (H,W,3) uint8 image, or the box (top, left, h, w) of it, as the full frame.
 
-        The box is cut with a margin of context (so its blur does not see the crop border), blurred with
-        motion relative to the full frame (diagonal and centre), then cut back to the box.
+        The box is cut with a margin of context (so its blur does not see the crop border) and only the
+        box is rendered, with motion relative to the full frame (diagonal and centre).
         """
         fh, fw = sharp.shape[:2]
         top, left, bh, bw = box if box is not None else (0, 0, fh, fw)
@@ -550,12 +579,12 @@ class _SyntheticMixin:
         t1, l1 = min(top + bh + m, fh), min(left + bw + m, fw)
         region = image_to_tensor(sharp[t0:t1, l0:l1])
         centre = torch.tensor([(fw - 1) / 2 - l0, (fh - 1) / 2 - t0])
+        out_box = (top - t0, left - l0, bh, bw)
         if paths is None:
-            blurred, _ = self.synth(region, generator)
+            blurred, _ = self.synth(region, generator, output_box=out_box)
         else:
-            blurred, _ = self.synth(region, generator, frame_diag=diag, center=centre, paths=paths)
-        crop = (slice(None), slice(top - t0, top - t0 + bh), slice(left - l0, left - l0 + bw))
-        return blurred[crop].contiguous(), region[crop].contiguous()
+            blurred, _ = self.synth(region, generator, frame_diag=diag, center=centre, paths=paths, output_box=out_box)
+        return blurred, region[:, top - t0 : top - t0 + bh, left - l0 : left - l0 + bw].contiguous()
 
 
 class PairedTrainDataset(_SyntheticMixin, torch.utils.data.Dataset):
@@ -567,8 +596,11 @@ class PairedTrainDataset(_SyntheticMixin, torch.utils.data.Dataset):
     """
 
     def __init__(self, parts: list[_Part], *, crop_size: int, blur: dict | None, real_fraction: float | None, seed: int,
-                 flips: bool = True, rot90: bool = True):
-        self.parts, self.seed, self.epoch = parts, seed, 0
+                 flips: bool = True, rot90: bool = True, cache_bytes: int = 1 << 30):
+        self.parts, self.seed = parts, seed
+        # in shared memory, so set_epoch reaches DataLoader workers even with persistent_workers=True
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self.cache = _DecodeCache(cache_bytes)
         self.crop_size = crop_size
         self.transform = PairedTransform(crop_size, flips=flips, rot90=rot90)
         self.synth = BlurSynthesizer.from_config(blur)
@@ -588,35 +620,44 @@ class PairedTrainDataset(_SyntheticMixin, torch.utils.data.Dataset):
         self.real_fraction = real_fraction
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch (new crops and blur, and the real/synthetic row offsets)."""
-        self.epoch = int(epoch)
+        """Select the epoch (new crops and blur, and the real/synthetic row offsets).
+
+        Call it before ``iter(loader)``; workers (also persistent ones) read it from shared memory.
+        """
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
 
     def __len__(self) -> int:
         return self.length
 
-    def row(self, index: int) -> tuple[int, int]:
-        """(part, row) that item ``index`` of the current epoch reads."""
+    def row(self, index: int, epoch: int | None = None) -> tuple[int, int]:
+        """(part, row) that item ``index`` of ``epoch`` (default: the current one) reads."""
+        epoch = self.epoch if epoch is None else epoch
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a dataset of {self.length} items")
         if self.real_fraction is None:
             rows = self.real_rows + self.synth_rows
             return rows[index]
         if index < self.n_real:
-            return self.real_rows[(index + self.epoch * self.n_real) % len(self.real_rows)]
+            return self.real_rows[(index + epoch * self.n_real) % len(self.real_rows)]
         n_syn = self.length - self.n_real
-        return self.synth_rows[(index - self.n_real + self.epoch * n_syn) % len(self.synth_rows)]
+        return self.synth_rows[(index - self.n_real + epoch * n_syn) % len(self.synth_rows)]
 
     def __getitem__(self, index: int) -> dict:
-        p, r = self.row(index)
+        epoch = self.epoch
+        p, r = self.row(index, epoch)
         part = self.parts[p]
-        g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index))
+        g = torch.Generator().manual_seed(item_seed(self.seed, epoch, index))
         row = part.ds[r]
-        sharp = _load_rgb(row["sharp"])
+        sharp = self.cache.get((p, r, "sharp"), row["sharp"])
         h, w = sharp.shape[:2]
         top, left = self.transform.sample_crop(h, w, g)
         c = self.crop_size
         if part.paired:
-            blur = _load_rgb(row["blur"])
+            blur = self.cache.get((p, r, "blur"), row["blur"])
             if blur.shape != sharp.shape:
                 raise ValueError(f"{part.label} row {r} ({row['name']}): blur {blur.shape} != sharp {sharp.shape}")
             b = image_to_tensor(blur[top : top + c, left : left + c])
@@ -631,8 +672,10 @@ class PairedTrainDataset(_SyntheticMixin, torch.utils.data.Dataset):
 class PairedValDataset(_SyntheticMixin, torch.utils.data.Dataset):
     """Full images (or centre crops) of real pairs, and synthetic pairs fixed by (seed, index)."""
 
-    def __init__(self, parts: list[_Part], *, blur: dict | None, seed: int, max_size: int | None, center_crop: int | None):
+    def __init__(self, parts: list[_Part], *, blur: dict | None, seed: int, max_size: int | None, center_crop: int | None,
+                 cache_bytes: int = 1 << 30):
         self.parts, self.seed, self.max_size, self.center_crop = parts, seed, max_size, center_crop
+        self.cache = _DecodeCache(cache_bytes)
         self.synth = BlurSynthesizer.from_config(blur)
         self.rows = [(p, r) for p, part in enumerate(parts) for r in range(len(part.ds))]
 
@@ -660,11 +703,11 @@ class PairedValDataset(_SyntheticMixin, torch.utils.data.Dataset):
         p, r = self.rows[index]
         part = self.parts[p]
         row = part.ds[r]
-        sharp = self._resize(_load_rgb(row["sharp"]))
+        sharp = self._resize(self.cache.get((p, r, "sharp"), row["sharp"]))
         h, w = sharp.shape[:2]
         box = self._box(h, w)
         if part.paired:
-            blur = self._resize(_load_rgb(row["blur"]))
+            blur = self._resize(self.cache.get((p, r, "blur"), row["blur"]))
             top, left, bh, bw = box or (0, 0, h, w)
             b = image_to_tensor(blur[top : top + bh, left : left + bw])
             s = image_to_tensor(sharp[top : top + bh, left : left + bw])

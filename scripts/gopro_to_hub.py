@@ -31,7 +31,7 @@ CITATION = """@InProceedings{Nah_2017_CVPR,
 }"""
 
 
-def dataset_card(splits: dict[str, int], blur: str) -> str:
+def dataset_card(splits: dict[str, int], blur: str, repo_id: str = "USER/NAME") -> str:
     """The README.md (dataset card) of the converted dataset."""
     rows = "\n".join(f"| {name} | {n} |" for name, n in splits.items())
     how = ("the sRGB values of 7 to 13 consecutive 240-fps frames averaged directly (the `blur` folder, "
@@ -62,7 +62,7 @@ Columns: `blur` (image), `sharp` (image), `name` (`<sequence>-<frame>`).
 
 ```python
 from deblurgan_hf.data import load_pairs
-test = load_pairs("hub:USER/NAME?split=test")
+test = load_pairs("hub:{repo_id}?split=test")
 ```
 
 ## License
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     dd = convert(args.root, args.blur, verify=not args.no_verify)
-    card = dataset_card({s: len(d) for s, d in dd.items()}, args.blur)
+    card = dataset_card({s: len(d) for s, d in dd.items()}, args.blur, args.push_to_hub or "USER/NAME")
     if args.save_to_disk:
         dest = args.save_to_disk
         if dest.exists() and not args.overwrite:
@@ -124,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         from huggingface_hub import DatasetCard
 
         dd.push_to_hub(args.push_to_hub, private=args.private)
-        DatasetCard(card).push_to_hub(args.push_to_hub, repo_type="dataset")
+        # push_to_hub wrote a README whose YAML lists the configs, splits and features: keep those
+        pushed = DatasetCard.load(args.push_to_hub, repo_type="dataset")
+        new = DatasetCard(card)
+        for key in ("configs", "dataset_info"):
+            if pushed.data.get(key) is not None:
+                new.data[key] = pushed.data.get(key)
+        new.push_to_hub(args.push_to_hub, repo_type="dataset")
         print(f"pushed {', '.join(f'{s}: {len(d)} pairs' for s, d in dd.items())} to {args.push_to_hub}")
     return 0
 

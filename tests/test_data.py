@@ -389,6 +389,14 @@ def test_dataloader_two_workers_equals_single_process(data_root):
         assert a["name"] == b["name"]
         assert torch.equal(a["blur"], b["blur"]) and torch.equal(a["sharp"], b["sharp"])
 
+    # persistent workers follow set_epoch (the epoch is in shared memory)
+    loader = torch.utils.data.DataLoader(ds, batch_size=13, num_workers=2, persistent_workers=True)
+    for epoch in (3, 4):
+        ds.set_epoch(epoch)
+        (got,) = list(loader)
+        want = [ds[i] for i in range(len(ds))]
+        assert torch.equal(got["blur"], torch.stack([w["blur"] for w in want]))
+
 
 def test_val_dataset_fixed_full_and_center_crop(data_root):
     srcs = [f"gopro:{data_root / 'GOPRO_Large'}", f"sharp:{data_root / 'sharp'}"]
@@ -427,3 +435,32 @@ def test_gopro_to_hub_save_to_disk(data_root, tmp_path):
     assert len(build_val_dataset([f"disk:{out}"])) == 3  # val picks the test split
     with pytest.raises(SystemExit):
         gopro_to_hub.main([str(data_root / "GOPRO_Large"), "--save_to_disk", str(out)])  # exists, no --overwrite
+
+
+def test_gopro_to_hub_push_then_load_pairs_from_hub(data_root, tmp_path):
+    """The real datasets/huggingface_hub clients against the local Hub stand-in (tests/hub_server.py):
+    push with the script, then `load_pairs("hub:ID?split=test")` from a fresh cache."""
+    import os
+    import subprocess
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from hub_server import HubServer
+
+    with HubServer(tmp_path / "server") as hub:
+        def run(args: list[str], home: str) -> str:
+            env = {**hub.client_env(tmp_path / home), "PYTHONPATH": str(REPO)}
+            proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            return proc.stdout
+
+        out = run([str(REPO / "scripts" / "gopro_to_hub.py"), str(data_root / "GOPRO_Large"), "--push_to_hub", "user/gopro"], "push")
+        assert "pushed train: 4 pairs, test: 3 pairs to user/gopro" in out
+        code = ("from deblurgan_hf.data import load_pairs; import numpy as np; d = load_pairs('hub:user/gopro?split=test'); "
+                "print(len(d), d['name'][0], np.asarray(d[0]['sharp']).sum())")
+        out = run(["-c", code], "pull")
+        assert hub.unhandled == []
+        card = hub.files("user/gopro", repo_type="dataset")["README.md"].decode()
+    n, name, total = out.split()
+    assert (int(n), name, int(total)) == (3, "GOPR0003_00_00-000000", int(real_pairs(1)[0][2].astype(np.int64).sum()))
+    assert "license: cc-by-4.0" in card and "Nah_2017_CVPR" in card and "dataset_info:" in card
+    assert 'load_pairs("hub:user/gopro?split=test")' in card
