@@ -22,6 +22,7 @@ SMALL_GENERATORS = {
     "unet": dict(width=8, depth=2, blocks_per_level=1, middle_blocks=1),
     "multiscale": dict(width=8, n_blocks=1),
     "nafnet": dict(width=8, enc_blocks=[1, 1], middle_blocks=1, dec_blocks=[1, 1]),
+    "nafnet-unshuffle": dict(width=8, enc_blocks=[1, 1], middle_blocks=1, dec_blocks=[1, 1], pixel_unshuffle=2),
 }
 SMALL_CRITICS = {
     "patch": dict(width=8),
