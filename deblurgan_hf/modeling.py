@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import ModelCardData, PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HFValidationError,
@@ -107,11 +107,19 @@ class DeblurGAN(
         return sum(p.numel() for p in (module or self.generator).parameters())
 
     def generate_model_card(self, *args, **kwargs):
+        """Render `model_card.md`; `eval_results` (a list of `huggingface_hub.EvalResult`) go into
+        the card's `model-index` metadata, where the Hub shows them and `ModelCard.load` reads them."""
+        eval_results = kwargs.pop("eval_results", None)
         kwargs.setdefault("generator", self.generator_name)
-        kwargs.setdefault("generator_kwargs", json.dumps(self.generator_kwargs))
+        kwargs.setdefault("generator_kwargs", json.dumps(self._hub_mixin_config["generator_kwargs"]))
         kwargs.setdefault("num_parameters", f"{self.num_parameters():,}")
         kwargs.setdefault("has_critic", self.critic is not None)
-        return super().generate_model_card(*args, **kwargs)
+        card = super().generate_model_card(*args, **kwargs)
+        if eval_results:
+            # A copy: the class-level card data is shared by every instance.
+            card.data = ModelCardData(**card.data.to_dict(), eval_results=list(eval_results),
+                                      model_name=kwargs.get("model_name") or self.generator_name)
+        return card
 
     @classmethod
     def _from_pretrained(
