@@ -248,7 +248,8 @@ def linear_to_srgb(x: torch.Tensor, gamma: float = 2.2) -> torch.Tensor:
 class CameraPaths:
     """Per-image random motion during one exposure, time t in [-1/2, 1/2], identity at t = 0.
 
-    Lengths are fractions of the frame diagonal; angles in radians.
+    Translations are fractions of the frame diagonal; angles in radians; the foreground ellipse
+    lives in half-diagonal units around the frame centre (the frame's corners are at radius 1).
     """
 
     velocity: torch.Tensor  # (N,2) translation per exposure (linear term)
@@ -264,7 +265,7 @@ class CameraPaths:
     has_object: torch.Tensor  # (N,) bool
 
     def positions(self, t: torch.Tensor) -> torch.Tensor:
-        """(N,F,2) camera translation at times t (F,)."""
+        """(N,F,2) camera translation at times t (F,), in frame diagonals."""
         t = t.to(self.velocity.dtype)[None, :, None]
         return self.velocity[:, None] * t + self.accel[:, None] * t**2 + self.jerk[:, None] * t**3
 
@@ -274,7 +275,7 @@ class CameraPaths:
         tt = t.to(self.velocity.dtype)[None, :]
         theta = self.rotation[:, None] * tt
         scale = 1 + self.zoom[:, None] * tt
-        pos = self.positions(t)
+        pos = 2 * self.positions(t)  # diagonals -> half-diagonal units
         h = torch.zeros(n, f, 3, 3, dtype=self.velocity.dtype)
         h[..., 0, 0] = scale * torch.cos(theta)
         h[..., 0, 1] = -scale * torch.sin(theta)
@@ -288,25 +289,26 @@ class CameraPaths:
         return h
 
     def max_displacement(self) -> torch.Tensor:
-        """(N,) upper bound of any point's motion from t=0, in frame diagonals (points inside the frame)."""
+        """(N,) bound on any in-frame point's motion from t=0 (|t| <= 1/2), in frame diagonals."""
         trans = 0.5 * self.velocity.norm(dim=1) + 0.25 * self.accel.norm(dim=1) + 0.125 * self.jerk.norm(dim=1)
-        # rotation / zoom / perspective move a corner (1 half-diagonal from the centre) the most
-        other = 0.5 * (self.rotation.abs() + self.zoom.abs() + self.perspective.norm(dim=1))
+        # rotation, zoom and perspective move the corners most: radius 1/2 diagonal, times t <= 1/2;
+        # the 1.2 covers the perspective division to first order
+        other = 0.25 * 1.2 * (self.rotation.abs() + self.zoom.abs() + self.perspective.norm(dim=1))
         obj = torch.where(self.has_object, 0.5 * self.obj_velocity.norm(dim=1), torch.zeros_like(trans))
-        return trans + 0.5 * other + obj
+        return trans + other + obj
 
 
 def sample_camera_paths(
     n: int,
     *,
-    length: float | tuple[float, float] = (0.032, 0.064),
+    length: float | tuple[float, float] = (0.016, 0.032),
     curvature: float = 0.5,
     rotation: float = 1.0,
     zoom: float = 0.01,
     perspective: float = 0.01,
     object_prob: float = 0.25,
     object_size: tuple[float, float] = (0.1, 0.3),
-    object_motion: float | tuple[float, float] = (0.005, 0.03),
+    object_motion: float | tuple[float, float] = (0.0025, 0.015),
     generator: torch.Generator | None = None,
 ) -> CameraPaths:
     """Draw n smooth random camera paths (see `trajectory_blur` for the arguments)."""
@@ -348,14 +350,14 @@ def trajectory_blur(
     images: torch.Tensor,
     *,
     generator: torch.Generator | None = None,
-    length: float | tuple[float, float] = (0.032, 0.064),
+    length: float | tuple[float, float] = (0.016, 0.032),
     curvature: float = 0.5,
     rotation: float = 1.0,
     zoom: float = 0.01,
     perspective: float = 0.01,
     object_prob: float = 0.25,
     object_size: tuple[float, float] = (0.1, 0.3),
-    object_motion: float | tuple[float, float] = (0.005, 0.03),
+    object_motion: float | tuple[float, float] = (0.0025, 0.015),
     space: str = "srgb",
     gamma: float = 2.2,
     highlight_prob: float = 0.0,
@@ -497,7 +499,7 @@ def trajectory_blur(
         frame = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         if obj:
             # the foreground moves by q relative to the scene: sample the source at H_f (u - q)
-            q = paths.obj_velocity * t[f]
+            q = 2 * paths.obj_velocity * t[f]  # diagonals -> half-diagonal units
             hq = homs[:, f] @ _affine(one, one, -q[:, 0], -q[:, 1]) @ c_mat
             m = torch.cat([(g_mat @ hq)[:, :2], (q_mat @ hq)[:, :2], hq[:, 2:]], 1)
             gx, gy, ex, ey = warp(m)

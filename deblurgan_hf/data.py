@@ -14,7 +14,7 @@ strings a CLI flag can carry, ``KIND:LOCATION[?key=value&...]``:
             ``?blur=blur`` (default; the sRGB average all papers report on) or ``?blur=blur_gamma``
 ``paired``  ``blur/`` and ``sharp/`` subfolders with matching file names, or an imagefolder with a
             ``metadata.jsonl`` holding ``blur_file_name`` and ``sharp_file_name``
-``sharp``   a folder of sharp photos only: blur is synthesised on the fly (`deblurgan_hf.blur`)
+``sharp``   a folder of sharp photos only (directly inside it): blur is synthesised on the fly
 ==========  =====================================================================================
 
 Without a ``KIND:`` prefix the kind is detected from what the folder holds.
@@ -156,17 +156,18 @@ def _open_checked(source: str | Path | bytes, label: str) -> tuple[int, int]:
 def _load_rgb(value: dict | PILImage.Image | str) -> np.ndarray:
     """Decode an Image-column value (``{"path", "bytes"}`` with decode=False) to an (H,W,3) uint8 array."""
     if isinstance(value, PILImage.Image):
-        im = value
-    elif isinstance(value, dict):
-        im = PILImage.open(io.BytesIO(value["bytes"])) if value.get("bytes") else PILImage.open(value["path"])
-    else:
-        im = PILImage.open(value)
-    return np.asarray(im.convert("RGB"))
+        return np.asarray(value.convert("RGB"))
+    if isinstance(value, dict):
+        value = io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]
+    with PILImage.open(value) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def image_to_tensor(image: np.ndarray | PILImage.Image) -> torch.Tensor:
     """(H,W,3) uint8 array or PIL image -> (3,H,W) float32 in [0, 1]."""
     arr = np.asarray(image.convert("RGB")) if isinstance(image, PILImage.Image) else image
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an (H,W,3) uint8 array or a PIL image, got {arr.dtype} array of shape {arr.shape}")
     return torch.from_numpy(np.array(arr, dtype=np.float32)).div_(255).permute(2, 0, 1).contiguous()
 
 
@@ -361,7 +362,8 @@ def load_pairs(
         blur_column, sharp_column, name_column: column names in hub/disk datasets (default
             ``blur``/``sharp``/``name`` if present).
         gopro_blur: ``"blur"`` (sRGB average; papers use it; default) or ``"blur_gamma"``.
-        sharp_only: hub/disk: keep only the sharp column (``None``: sharp-only if there is no blur column).
+        sharp_only: hub/disk: use only the sharp column and synthesise blur (``None``: a dataset without
+            a blur column is an error unless this is True).
         verify: open every image at load time (PIL verify) and check pair sizes.
         revision: Hub dataset revision.
 
@@ -416,10 +418,14 @@ def load_pairs(
                              "choose one with '?split=NAME' in the source string")
         ds = ds[found]
     cols = ds.column_names
-    if blur_column is None:
-        blur_column = "blur" if "blur" in cols or sharp_only is False else None
     if sharp_only:
         blur_column = None
+    elif blur_column is None:
+        if "blur" not in cols and sharp_only is None:
+            # never silently turn a paired dataset with other column names into a sharp-only one
+            raise ValueError(f"{label} has no column 'blur' (columns: {cols}); pass blur_column=NAME "
+                             "('?blur_column=NAME'), or sharp_only=True ('?sharp_only=1') to synthesise blur")
+        blur_column = "blur"
     ds = _standardise(ds, label, blur_column, sharp_column, name_column or ("name" if "name" in cols else None))
     if verify:
         _verify_dataset(ds, label)
@@ -496,7 +502,11 @@ class PairedTransform:
 # ----------------------------------------------------------------------------------------------
 
 def item_seed(*keys: int | str) -> int:
-    """A 63-bit seed from a tuple of keys, identical in every process (unlike ``hash``)."""
+    """A 63-bit seed from a tuple of keys, identical in every process (unlike ``hash``).
+
+    Integer-like keys (numpy, 0-d tensors) count as Python ints: ``ds[np.int64(3)]`` is ``ds[3]``.
+    """
+    keys = tuple(k if isinstance(k, str) else int(k) for k in keys)
     digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
@@ -647,7 +657,7 @@ class PairedTrainDataset(_SyntheticMixin, torch.utils.data.Dataset):
         return self.synth_rows[(index - self.n_real + epoch * n_syn) % len(self.synth_rows)]
 
     def __getitem__(self, index: int) -> dict:
-        epoch = self.epoch
+        index, epoch = int(index), self.epoch
         p, r = self.row(index, epoch)
         part = self.parts[p]
         g = torch.Generator().manual_seed(item_seed(self.seed, epoch, index))
@@ -698,6 +708,7 @@ class PairedValDataset(_SyntheticMixin, torch.utils.data.Dataset):
         return (h - ch) // 2, (w - cw) // 2, ch, cw
 
     def __getitem__(self, index: int) -> dict:
+        index = int(index)
         if not 0 <= index < len(self.rows):
             raise IndexError(f"index {index} out of range for a dataset of {len(self.rows)} items")
         p, r = self.rows[index]

@@ -162,8 +162,10 @@ def test_hub_layout_folder_with_column_names(data_root):
     assert np.array_equal(first_pair_arrays(train)[0], real_pairs(1)[0][1])
     val = load_pairs(src, split="test")  # "test" falls back to the validation split
     assert len(val) == 1
-    with pytest.raises(ValueError, match=r"no column 'blur' for the blur images \(columns: \['input', 'target', 'id'\]\)"):
-        load_pairs(f"hub:{data_root / 'hubdir'}?sharp_column=target", sharp_only=False)
+    with pytest.raises(ValueError, match=r"no column 'blur' \(columns: \['input', 'target', 'id'\]\); pass blur_column"):
+        load_pairs(f"hub:{data_root / 'hubdir'}?sharp_column=target")
+    sharp = load_pairs(f"hub:{data_root / 'hubdir'}?sharp_column=target&sharp_only=1")
+    assert sharp.column_names == ["sharp", "name"] and len(sharp) == 3
     with pytest.raises(ValueError, match="no split 'dev'"):
         load_pairs(src + "&split=dev")
 
@@ -345,6 +347,7 @@ def test_train_determinism_per_seed_epoch_index(data_root):
     assert not torch.equal(other_seed[9]["blur"], first[1]["blur"])
     ds.set_epoch(0)
     assert torch.equal(ds[9]["blur"], first[1]["blur"])
+    assert torch.equal(ds[np.int64(9)]["blur"], first[1]["blur"]) and torch.equal(ds[torch.tensor(9)]["blur"], first[1]["blur"])
 
 
 def test_kernel_mode_training(data_root):
