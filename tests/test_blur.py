@@ -262,3 +262,26 @@ def test_bad_arguments(kodak):
         random_trajectory_kernel(15, exposure=0.0)
     with pytest.raises(ValueError, match="too small for reflect"):
         apply_kernel(torch.rand(3, 8, 8), random_trajectory_kernel(31, generator=gen(0)))
+
+
+def test_visualize_blur_script_writes_grid(tmp_path):
+    """scripts/visualize_blur.py on real Kodak photos: a labelled PNG grid of the expected size."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import visualize_blur
+
+    out = tmp_path / "grid.png"
+    args = ["--source", f"sharp:{DATA / 'sharp' / 'kodak24'}", "--real", f"paired:{REAL / 'val'}",
+            "--n", "2", "--crop", "64", "--out", str(out), "--blur", '{"object_prob": 1.0}']
+    assert visualize_blur.main(args) == 0
+    grid = np.asarray(Image.open(out).convert("RGB"))
+    rows, cols = 4, 4  # kernels, trajectory, kernel, real; 2 pairs = 4 tiles per row
+    gap, label = visualize_blur.GAP, visualize_blur.LABEL_H
+    assert grid.shape == (rows * (64 + label + gap) + gap, cols * (64 + gap) + gap, 3)
+    y = gap + label  # first kernel tile: black background with a bright path
+    tile = grid[y : y + 64, gap : gap + 64]
+    assert tile.max() == 255 and np.median(tile) == 0
+    y = (64 + label + gap) + gap + label  # second row (trajectory): the blurred tile is smoother
+    sharp, blurred = (grid[y : y + 64, x : x + 64].astype(float) for x in (gap, 2 * gap + 64))
+    assert np.abs(np.diff(blurred, axis=1)).mean() < np.abs(np.diff(sharp, axis=1)).mean()
