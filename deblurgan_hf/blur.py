@@ -138,21 +138,21 @@ def rasterize_trajectory(points: torch.Tensor, size: int, *, exposure: float = 1
         raise ValueError(f"exposure must be in (0, 1], got {exposure}")
     if size < 1:
         raise ValueError(f"kernel size must be >= 1, got {size}")
-    pts = points[: max(1, int(round(exposure * len(points))))].to(torch.float64)
-    centre = (size - 1) / 2
-    rel = pts - pts.mean(0)
-    reach = rel.abs().max().item()
-    if reach > centre:  # keep 1 px inside so the bilinear splat stays in the kernel
-        rel = rel * (centre / reach)
-    pos = rel + centre
-    pos = pos.clamp(0, size - 1)
-    x0 = pos[:, 0].floor().clamp(max=max(size - 2, 0))
-    y0 = pos[:, 1].floor().clamp(max=max(size - 2, 0))
-    fx, fy = pos[:, 0] - x0, pos[:, 1] - y0
-    kernel = torch.zeros(size * size, dtype=torch.float64)
-    x0l, y0l = x0.long(), y0.long()
     if size == 1:
         return torch.ones(1, 1)
+    pts = points[: max(1, int(round(exposure * len(points))))].to(torch.float64)
+    centre = (size - 1) / 2
+    # bilinear splatting keeps each point's mean position, so centring the points centres the mass
+    rel = pts - pts.mean(0)
+    reach = rel.abs().max().item()
+    if reach > centre:  # too long for the kernel: shrink about the centre (the centroid stays put)
+        rel = rel * (centre / reach)
+    pos = (rel + centre).clamp(0, size - 1)
+    x0 = pos[:, 0].floor().clamp(max=size - 2)
+    y0 = pos[:, 1].floor().clamp(max=size - 2)
+    fx, fy = pos[:, 0] - x0, pos[:, 1] - y0
+    x0l, y0l = x0.long(), y0.long()
+    kernel = torch.zeros(size * size, dtype=torch.float64)
     for dy, dx, w in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
         kernel.index_add_(0, (y0l + dy) * size + (x0l + dx), w)
     kernel = kernel.view(size, size)
