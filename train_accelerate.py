@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -45,6 +46,7 @@ from deblurgan_hf.training import (
     save_checkpoint,
     save_image_grid,
     validate,
+    validation_eval_results,
     weights_checksum,
 )
 
@@ -179,9 +181,12 @@ def main(argv: list[str] | None = None) -> None:
                   f"(batch {args.train_batch_size} x {accelerator.num_processes} process(es) x "
                   f"{args.gradient_accumulation_steps} accumulation, {args.crop_size}px crops). "
                   f"Options:\n\n```json\n{json.dumps(recipe_dict(args), indent=2)}\n```")
-        return {"model_name": args.model_name, "metrics": shown, "recipe": recipe, "command": command_line(),
-                "training_data": args.training_data or "Sources: " + ", ".join(f"`{s}`" for s in args.train_sources),
-                "steps": global_step}
+        kwargs = {"model_name": args.model_name, "metrics": shown, "recipe": recipe, "command": command_line(),
+                  "training_data": args.training_data or "Sources: " + ", ".join(f"`{s}`" for s in args.train_sources)}
+        if metrics and "val_psnr" in metrics:  # the card's model-index metadata (shown by the Hub)
+            kwargs["eval_results"] = validation_eval_results(metrics, args.val_sources, args.val_center_crop,
+                                                             args.val_max_images)
+        return kwargs
 
     def run_validation() -> dict:
         """Main process only: metrics, grid PNG, and the `best/` export when PSNR improves."""
@@ -220,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             return accelerator.clip_grad_norm_(module.parameters(), max_norm)
         return torch.nn.utils.clip_grad_norm_(module.parameters(), float("inf"))
 
-    step_ok = True
+    step_ok, step_start = True, time.perf_counter()
     for epoch in range(first_epoch, num_epochs):
         if hasattr(train_dataset, "set_epoch"):
             train_dataset.set_epoch(epoch)
@@ -296,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             # ---------------------------------------------------------- one optimizer update done
             global_step += 1
             progress.update(1)
+            running.setdefault("step_seconds", []).append(time.perf_counter() - step_start)  # data + compute
             if step_ok:
                 nonfinite_in_a_row = 0
                 running.setdefault("train_psnr", []).append(float(psnr_torch(fake.detach().float(), sharp.float()).mean()))
@@ -331,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
                 accelerator.wait_for_everyone()
             if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps:
                 save_checkpoint(accelerator, output_dir, global_step, training_state(), args.checkpoints_total_limit)
+            step_start = time.perf_counter()  # validation and checkpoint time are not step time
             if global_step >= max_train_steps:
                 break
         if global_step >= max_train_steps:

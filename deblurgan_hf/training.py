@@ -39,6 +39,7 @@ __all__ = [
     "default_num_threads",
     "parse_int_list",
     "weights_checksum",
+    "validation_eval_results",
 ]
 
 TRAINING_STATE_NAME = "training_state.json"
@@ -550,6 +551,23 @@ def export_model(model: Any, out_dir: str | os.PathLike, *, card_kwargs: dict[st
             shutil.copy2(f, tmp / Path(f).name)
     _replace_dir(tmp, out_dir)
     return out_dir
+
+
+def validation_eval_results(metrics: dict[str, float], val_sources: Sequence[str], center_crop: int | None,
+                            max_images: int | None) -> list:
+    """`huggingface_hub.EvalResult`s (PSNR, SSIM on uint8 RGB) for the model card's model-index."""
+    from huggingface_hub import EvalResult
+
+    where = ", ".join(val_sources)
+    how = (f"{center_crop}px centre crops" if center_crop else "full images") + (
+        f", first {max_images} images" if max_images else "")
+    return [
+        EvalResult(task_type="image-to-image", task_name="Motion deblurring", dataset_type=where,
+                   dataset_name=f"{where} ({how})", dataset_split="validation", metric_type=metric,
+                   metric_name=name, metric_value=round(float(metrics[key]), 4))
+        for key, metric, name in (("val_psnr", "psnr", "PSNR (dB, RGB)"), ("val_ssim", "ssim", "SSIM (RGB)"))
+        if key in metrics
+    ]
 
 
 def push_folder_to_hub(folder: str | os.PathLike, repo_id: str, *, private: bool = False, commit_message: str = "") -> str:

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
 
 from deblurgan_hf import DeblurGAN
+from hub_server import HubServer
 from deblurgan_hf.training import (
     build_lr_scheduler,
     list_checkpoints,
@@ -94,12 +96,12 @@ def free_port() -> int:
 
 
 def run_training(tmp_path: Path, config: dict, *extra: str, processes: int = 1, check: bool = True,
-                 timeout: float = 300) -> subprocess.CompletedProcess:
+                 timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Write `config` as a recipe and run the real script (`accelerate launch` for several processes)."""
     recipe = tmp_path / f"recipe_{abs(hash(json.dumps(config, sort_keys=True)))}.yaml"
     recipe.write_text(yaml.safe_dump(config))
     args = ["--config", str(recipe), *extra]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
     if processes == 1:
         cmd = [sys.executable, str(SCRIPT), *args]
     else:
@@ -206,7 +208,15 @@ def test_each_generator_trains_checkpoints_and_exports(tmp_path, tiny_data, gene
     out = tmp_path / "run"
     config = base_config(tiny_data, generator=generator, generator_kwargs=TINY_MODELS[generator],
                          **GENERATOR_RECIPES[generator])
-    run_training(tmp_path, config, "--output_dir", str(out))
+    if generator == "nafnet":  # also push best/ to a local Hub server (tests/hub_server.py)
+        with HubServer(tmp_path / "hub") as hub:
+            run_training(tmp_path, config, "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "user/tiny",
+                         env=hub.client_env(tmp_path / "hf_home"))
+            pushed = hub.files("user/tiny")
+        for f in (out / "best").iterdir():
+            assert pushed[f.name] == f.read_bytes(), f.name
+    else:
+        run_training(tmp_path, config, "--output_dir", str(out))
 
     records = read_log(out)
     per_step = losses(records)
@@ -234,6 +244,8 @@ def test_each_generator_trains_checkpoints_and_exports(tmp_path, tiny_data, gene
             assert torch.equal(v, ckpt[k]), k
     card = (out / "best" / "README.md").read_text()
     assert "val_psnr" in card and "train_accelerate.py" in card
+    results = {r.metric_type: r.metric_value for r in ModelCard.load(out / "best" / "README.md").data.eval_results}
+    assert results["psnr"] == pytest.approx(state["best_val_psnr"], abs=1e-4) and 0 < results["ssim"] < 1
     assert (out / "best" / "training_curves.png").is_file() and (out / "training_curves.png").is_file()
     grid = Image.open(out / "val_grid_step0000003.png")
     assert grid.width == 3 * 48  # blur | output | sharp
@@ -327,3 +339,19 @@ def test_learning_works_on_one_pair(tmp_path, tiny_data):
     assert len(psnr) == 20
     first, last = psnr[0], sum(psnr[-3:]) / 3
     assert last - first >= 5.0, f"training PSNR {first:.2f} -> {last:.2f} dB"
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path, tiny_data):
+    # 2 micro-batches of 1 per update = batches of 2: same samples, same (mean) gradients, same clipping
+    config = base_config(tiny_data, generator="nafnet", generator_kwargs=TINY_MODELS["nafnet"],
+                         content_loss="charbonnier", fft_weight=0.1, max_grad_norm=0.5, lr_scheduler="cosine",
+                         learning_rate=1e-3, val_sources=[], max_train_steps=2, checkpointing_steps=1)
+    run_training(tmp_path, config, "--output_dir", str(tmp_path / "batch2"))
+    run_training(tmp_path, {**config, "train_batch_size": 1, "gradient_accumulation_steps": 2},
+                 "--output_dir", str(tmp_path / "accum2"))
+    a1, a2 = (load_file(tmp_path / "batch2" / f"checkpoint-{s}" / "model.safetensors") for s in (1, 2))
+    b1, b2 = (load_file(tmp_path / "accum2" / f"checkpoint-{s}" / "model.safetensors") for s in (1, 2))
+    assert max((a2[k] - a1[k]).abs().max().item() for k in a1) > 1e-4  # the second update is real
+    for a, b in ((a1, b1), (a2, b2)):
+        for k in a:
+            assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), (k, (a[k] - b[k]).abs().max())
