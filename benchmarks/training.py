@@ -72,7 +72,11 @@ def main() -> None:
                     flags = (CRITIC_ON if critic else CRITIC_OFF) + (PERCEPTUAL_ON if perceptual else PERCEPTUAL_OFF)
                     if critic and not has_critic:
                         flags += ["--critic_steps", str(config.get("critic_steps", 5))]
-                    variants.append(("", flags, critic, perceptual))
+                    label = ""
+                    if not critic and not perceptual and config.get("content_loss", "l1") == "none":
+                        flags += ["--content_loss", "l1"]  # something to train on
+                        label = "l1 only"
+                    variants.append((label, flags, critic, perceptual))
         for label, flags, critic, perceptual in variants:
             if perceptual and has_perceptual and not flags:
                 flags = ["--perceptual_random_weights_for_tests"]  # the recipe's real weights are not here

@@ -227,6 +227,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.adversarial != "none" and args.gradient_accumulation_steps > 1:
         parser.error("gradient accumulation is not supported with a critic (critic steps reuse one batch); "
                      "use --gradient_accumulation_steps 1")
+    if args.content_loss == "none" and not args.fft_weight and args.perceptual == "none" and args.adversarial == "none":
+        parser.error("no loss: set --content_loss, --fft_weight, --perceptual or --adversarial")
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id user/name")
     if args.critic_steps < 1:

@@ -135,6 +135,8 @@ def test_recipe_keys_are_flags_and_flags_override(tmp_path):
     recipe.write_text(yaml.safe_dump({"train_sources": ["sharp:x"], "learning_rat": 1e-4}))
     with pytest.raises(ValueError, match="unknown key 'learning_rat'"):
         parse_args(["--config", str(recipe)])
+    with pytest.raises(SystemExit):  # argparse error: nothing to train on
+        parse_args(["--train_sources", "sharp:x", "--content_loss", "none"])
     recipe.write_text(yaml.safe_dump({"lr_scheduler": "exponential"}))
     with pytest.raises(ValueError, match="lr_scheduler: 'exponential' is not allowed"):
         load_config(recipe, build_arg_parser())
