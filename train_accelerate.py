@@ -18,12 +18,13 @@ import math
 import os
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
 from deblurgan_hf import DeblurGAN
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
         # Seedable sampler: the shuffle order depends only on (seed, epoch), so resuming mid-epoch is exact.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        # Validation runs on the main process while the others wait; full frames on CPU can take a while.
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=2))],
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one INFO line per saved file otherwise
@@ -103,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     generator, critic = model.generator, model.critic
     content_loss = build_content_loss(args.content_loss, multiscale_weights=args.multiscale_weights) \
         if args.content_loss != "none" else None
-    perceptual_loss = build_perceptual_loss(args.perceptual, random_weights_for_tests=args.perceptual_random_weights_for_tests)
+    with accelerator.main_process_first():  # one process downloads the VGG weights, the others read the cache
+        perceptual_loss = build_perceptual_loss(args.perceptual,
+                                                random_weights_for_tests=args.perceptual_random_weights_for_tests)
     if perceptual_loss is not None:
         perceptual_loss.to(accelerator.device)
     adversarial_loss = build_adversarial_loss(args.adversarial, gp_weight=args.gp_weight)
