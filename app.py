@@ -276,7 +276,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         w, h = sharp.size
         summary = (
             f"**{w} x {h}** px ({w * h / 1e6:.2f} MP){note} deblurred in **{seconds:.2f} s** "
-            f"with `{label}` (precision {resolve_precision(precision)}, tile {tile})"
+            f"with `{label}` (precision {resolve_precision(precision, net)}, tile {tile})"
         )
         return (before, after), after, summary
 

@@ -162,3 +162,13 @@ def test_twelve_megapixel_image_is_tiled(small_model):
     # Tiles of a 12 MP image agree with a whole-image run of the same crop region.
     crop = big[1000:1600, 1500:2400]
     assert psnr(out[1000:1600, 1500:2400][100:-100, 100:-100], small_model.deblur(crop)[100:-100, 100:-100]) > 40
+
+
+def test_auto_precision_is_bf16_only_where_measured_safe(small_model):
+    from deblurgan_hf.inference import cpu_has_native_bf16, resolve_precision
+
+    expected = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert resolve_precision("auto", small_model) == expected  # NAFNet: measured within 0.05 dB
+    resnet = DeblurGAN("resnet", {"width": 8, "n_blocks": 1})
+    assert resolve_precision("auto", resnet) == "fp32"  # not measured: stays exact
+    assert resolve_precision("fp32", small_model) == "fp32"
