@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="best", help="exported folder inside the run")
     parser.add_argument("--out", required=True, help="model folder to write (replaced atomically)")
     parser.add_argument("--notes", default=None, help="Markdown appended to the card (levers tried, figures)")
-    parser.add_argument("--cpu-minutes", type=float, default=None, help="training CPU time, for the card")
+    parser.add_argument("--wall-minutes", type=float, default=None, help="training wall-clock time, for the card")
     args = parser.parse_args(argv)
 
     run, src = Path(args.run), Path(args.run) / args.checkpoint
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                    metric_value=round(float(summary["model fp32"][kind]), 4 if kind == "ssim" else 3))
         for kind in ("psnr", "ssim")
     ]
-    cpu = f", about {args.cpu_minutes:.0f} CPU-minutes on a 2-core CPU" if args.cpu_minutes else ""
+    cpu = f", {args.wall_minutes:.0f} minutes wall-clock on a 2-core CPU (2 threads)" if args.wall_minutes else ""
     recipe_md = (
         f"{steps} steps{cpu}. "
         + ", ".join(f"`{k}`: `{json.dumps(recipe[k])}`" for k in (
@@ -116,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         eval_results=eval_results,
         extra=extra,
         limitations=(
-            "Trained on a few hours of CPU, far from convergence; strong non-uniform blur (fast "
-            "object motion, large rotations) is only partly removed. Validated on one GoPro sequence "
-            "only. Saturated highlights and heavy noise are not modelled beyond the synthesis' "
-            "simple noise and clipping."
+            "Trained for about an hour on a 2-core CPU, not to convergence; strong non-uniform blur "
+            "(fast object motion, large rotations) is only partly removed, and fine texture comes back "
+            "smoother than in the sharp frame. The validation sequence (GOPR0384_11_05) comes from the "
+            "same recording as one training sequence (GOPR0384_11_00): different frames, similar "
+            "scenes, so these figures may be optimistic for other cameras and places. Saturated "
+            "highlights and heavy noise are modelled only by the synthesis' simple clipping and noise."
         ),
     )
     model.save_pretrained(tmp, model_card_kwargs=card)
