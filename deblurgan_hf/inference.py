@@ -99,7 +99,8 @@ def _pil_to_tensor(img: Image.Image) -> tuple[torch.Tensor, _Restore]:
     else:
         rgb = img.convert("RGB")  # P, CMYK, YCbCr, HSV, LAB ...
         out_mode = "RGB"
-    x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    # uint8 -> float once, in place: a 12-megapixel image costs one float copy, not three.
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].contiguous().float().div_(255)
     return x, _Restore("pil", mode=out_mode, alpha=alpha)
 
 
@@ -131,37 +132,40 @@ def _numpy_to_tensor(arr: np.ndarray) -> tuple[torch.Tensor, _Restore]:
 
 
 def from_tensor(x: torch.Tensor, restore: _Restore) -> Any:
-    """Turn a (N, 3, H, W) output in [0, 1] back into the caller's kind of image."""
-    x = x.clamp(0, 1)
+    """Turn a (N, 3, H, W) output back into the caller's kind of image; clamps `x` to [0, 1] in place."""
+    x = x.clamp_(0, 1)
     if restore.kind == "torch":
         out = x if restore.batched else x[0]
         return out.to(restore.device, restore.dtype)
-    rgb = x[0].permute(1, 2, 0).numpy()
+    chw = x[0]
+    gray = restore.mode.startswith("gray") or restore.mode in ("L", "I;16", "F")
+    if gray:
+        chw = chw.mean(dim=0, keepdim=True)
     if restore.kind == "numpy":
-        out = rgb.mean(axis=2) if restore.mode.startswith("gray") else rgb
-        if restore.mode == "gray1":
-            out = out[..., None]
-        out = _quantise(out, restore.dtype, restore.scale)
+        out = _quantise(chw, restore.dtype, restore.scale)
+        if restore.mode == "gray":
+            out = out[..., 0]
         if restore.alpha is not None:
             out = np.concatenate([out, restore.alpha], axis=2)
         return out
     if restore.mode == "I;16":
-        return Image.fromarray(_quantise(rgb.mean(axis=2), np.uint16, 65535.0))
+        return Image.fromarray(_quantise(chw, np.uint16, 65535.0)[..., 0])
     if restore.mode == "F":
-        return Image.fromarray(rgb.mean(axis=2).astype(np.float32), mode="F")
-    if restore.mode == "L":
-        return Image.fromarray(_quantise(rgb.mean(axis=2), np.uint8, 255.0))
-    img = Image.fromarray(_quantise(rgb, np.uint8, 255.0))
+        return Image.fromarray(_quantise(chw, np.float32, 1.0)[..., 0], mode="F")
+    img = Image.fromarray(_quantise(chw, np.uint8, 255.0)[..., 0] if gray else _quantise(chw, np.uint8, 255.0))
     if restore.alpha is not None:
         img = img.convert("L").convert("LA") if restore.mode == "LA" else img.convert("RGBA")
         img.putalpha(restore.alpha)
     return img
 
 
-def _quantise(arr: np.ndarray, dtype: Any, scale: float) -> np.ndarray:
+def _quantise(chw: torch.Tensor, dtype: Any, scale: float) -> np.ndarray:
+    """(C, H, W) float in [0, 1] -> (H, W, C) numpy of `dtype`, rounded to its levels (in torch, in place)."""
     if np.issubdtype(dtype, np.floating):
-        return arr.astype(dtype)
-    return np.clip(np.rint(arr * scale), 0, scale).astype(dtype)
+        return chw.permute(1, 2, 0).numpy().astype(dtype)
+    levels = chw.mul_(scale).round_()  # in place: `chw` is the output buffer (or its gray mean)
+    small = torch.uint8 if dtype == np.uint8 else torch.int32  # torch has no full uint16 support
+    return levels.to(small).permute(1, 2, 0).numpy().astype(dtype, copy=False)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -211,7 +215,7 @@ def run_tiled(
             done += 1
             if progress is not None:
                 progress(done, total)
-    return out / weight
+    return out.div_(weight)
 
 
 @functools.lru_cache(maxsize=1)
@@ -271,4 +275,5 @@ def deblur_image(
                 progress(1, 1)
         else:
             y = run_tiled(run, x, tile, overlap, progress)
-    return from_tensor(y, restore)
+        del x  # a 12-megapixel input is 144 MB of float32: free it before the output conversion
+        return from_tensor(y, restore)  # in place on y, so inside inference mode too
