@@ -29,6 +29,15 @@ def scrambled_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Many small tensor ops: one intra-op thread is much faster on the shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def real_crop() -> np.ndarray:
     """A 97x131 uint8 RGB crop of a real blurred frame (odd size on purpose)."""

@@ -38,13 +38,7 @@ def grad_energy(x: torch.Tensor) -> float:
     return float(x.diff(dim=-1).pow(2).mean() + x.diff(dim=-2).pow(2).mean())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Many small tensor ops: one intra-op thread is much faster on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,7 @@ W, H = 96, 72  # small real crops: fast tests
 CROP = 48
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Many small tensor ops: one intra-op thread is much faster on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def real_pairs(n: int, split: str = "train") -> list[tuple[str, np.ndarray, np.ndarray]]:
