@@ -79,7 +79,6 @@ class DeblurGAN(
         model.generator.load_state_dict(self.generator.state_dict())
         return model.eval()
 
-    @torch.inference_mode()
     def deblur(
         self,
         image: Any,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -69,28 +69,26 @@ ACT_LAYERS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+def _resolve_layer(value: Any, table: dict[str, Callable[..., nn.Module]], what: str) -> Callable[..., nn.Module]:
+    """A layer given by name (looked up in `table`) or as a class/factory; `what` names the argument."""
+    if isinstance(value, str):
+        key = value.lower()
+        if key not in table:
+            raise ValueError(f"unknown {what} {value!r}; allowed: {sorted(table)} or an nn.Module class")
+        return table[key]
+    if callable(value):
+        return value
+    raise ValueError(f"{what} must be a string {sorted(table)} or an nn.Module class, got {value!r}")
+
+
 def get_norm_layer(norm_layer: str | type[nn.Module] | Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Resolve a norm given by name ("instance", "batch", "layer", "none") or as a class/factory."""
-    if isinstance(norm_layer, str):
-        key = norm_layer.lower()
-        if key not in NORM_LAYERS:
-            raise ValueError(f"unknown norm_layer {norm_layer!r}; allowed: {sorted(NORM_LAYERS)} or an nn.Module class")
-        return NORM_LAYERS[key]
-    if callable(norm_layer):
-        return norm_layer
-    raise ValueError(f"norm_layer must be a string {sorted(NORM_LAYERS)} or an nn.Module class, got {norm_layer!r}")
+    return _resolve_layer(norm_layer, NORM_LAYERS, "norm_layer")
 
 
 def get_act_layer(act_layer: str | type[nn.Module] | Callable[[], nn.Module]) -> Callable[[], nn.Module]:
     """Resolve an activation given by name ("relu", "leaky_relu" (slope 0.2), "gelu", "silu", "none") or class."""
-    if isinstance(act_layer, str):
-        key = act_layer.lower()
-        if key not in ACT_LAYERS:
-            raise ValueError(f"unknown act_layer {act_layer!r}; allowed: {sorted(ACT_LAYERS)} or an nn.Module class")
-        return ACT_LAYERS[key]
-    if callable(act_layer):
-        return act_layer
-    raise ValueError(f"act_layer must be a string {sorted(ACT_LAYERS)} or an nn.Module class, got {act_layer!r}")
+    return _resolve_layer(act_layer, ACT_LAYERS, "act_layer")
 
 
 def norm_has_shift(norm_layer: Callable[..., nn.Module]) -> bool:
