@@ -8,6 +8,8 @@ Two sets, full images, uint8 RGB, scored by the project's PSNR / SSIM modules:
 - Kodak24 (500x500) with fixed-seed synthetic kernel blur (seed 0, the project's DeblurGAN
   trajectory kernels); the true kernels are known, so also non-blind Richardson-Lucy and
   unsupervised Wiener.
+- Kodak24 sharp, no blur: the input is the sharp photo itself; a model that leaves sharp photos
+  alone scores high (identity is infinite), one that over-sharpens scores low.
 With `--ocr`, also Tesseract's character error rate on sharp, blurred and deblurred text.
 """
 
@@ -19,9 +21,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
+# label -> (key for --sets, source, blur for sharp: sources)
 SETS = {
-    "gopro_real/val (real pairs)": f"paired:{DATA / 'gopro_real' / 'val'}",
-    "Kodak24 + synthetic kernel blur (seed 0)": f"sharp:{DATA / 'sharp' / 'kodak24'}",
+    "gopro_real/val (real pairs)": ("gopro", f"paired:{DATA / 'gopro_real' / 'val'}", None),
+    "Kodak24 + synthetic kernel blur (seed 0)": ("kodak", f"sharp:{DATA / 'sharp' / 'kodak24'}", "kernel"),
+    "Kodak24 sharp, no blur": ("kodak-sharp", f"sharp:{DATA / 'sharp' / 'kodak24'}", "none"),
 }
 
 
@@ -36,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-default", action="store_true", help="leave out the bundled DEFAULT_MODEL")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set (quick check)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto")
-    parser.add_argument("--sets", nargs="*", choices=("gopro", "kodak"), default=["gopro", "kodak"])
+    keys = [key for key, _, _ in SETS.values()]
+    parser.add_argument("--sets", nargs="*", choices=keys, default=keys)
     parser.add_argument("--ocr", action="store_true", help="also the Tesseract CER check for each model")
     parser.add_argument("--out", default=None, help="write each set's CSV, summary and crops figure under DIR")
     args = parser.parse_args(argv)
@@ -48,12 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"(no bundled model at {DEFAULT_MODEL} yet: baselines only)\n")
     methods = [model_method(m, precision=args.precision) for m in models]
-    chosen = [label for label, key in zip(SETS, ("gopro", "kodak")) if key in args.sets]
-    for label in chosen:
-        pairs = PairSource(SETS[label], limit=args.limit, blur="kernel", seed=0)
+    for label, (key, source, blur) in SETS.items():
+        if key not in args.sets:
+            continue
+        pairs = PairSource(source, limit=args.limit, blur=blur or "kernel", seed=0)
         names = [n for n in BASELINES if pairs.has_kernel or n not in KERNEL_BASELINES]
+        if blur == "none":
+            names = [n for n in names if n != "identity"]  # input == target: infinite PSNR
         baselines = baseline_methods(names, pairs, has_kernel=pairs.has_kernel, log=lambda s: None)
-        out = None if args.out is None else Path(args.out) / label.split()[0].replace("/", "_")
+        out = None if args.out is None else Path(args.out) / key
         results = run_evaluation(pairs, methods + baselines, out_dir=out, progress=False)
         print(f"### {label}: {len(pairs)} images\n")
         print(summary_markdown(results))

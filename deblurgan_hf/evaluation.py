@@ -89,6 +89,9 @@ def _to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return arr
 
 
+BLUR_CHOICES = ("kernel", "trajectory", "none")
+
+
 class PairSource:
     """The evaluation pairs of a data source; iterate it as often as needed (same pairs each time).
 
@@ -98,7 +101,8 @@ class PairSource:
             `sharp:DIR` (sharp photos, blurred here with a fixed seed).
         limit: use only the first `limit` pairs.
         blur: synthesis mode for sharp-only sources: `kernel` (uniform DeblurGAN kernels; the true
-            kernel is kept, so the non-blind baselines can run) or `trajectory` (GoPro-like).
+            kernel is kept, so the non-blind baselines can run), `trajectory` (GoPro-like) or `none`
+            (the input is the sharp photo itself: does a method leave sharp photos alone?).
         seed: seed of the synthetic blur; the pairs equal those of
             `data.build_val_dataset([source], blur={"mode": blur}, seed=seed)`.
     """
@@ -109,19 +113,24 @@ class PairSource:
 
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
+        if blur not in BLUR_CHOICES:
+            raise ValueError(f"blur must be one of {BLUR_CHOICES}, got {blur!r}")
         self.source, self.seed = source, seed
         self.dataset = load_pairs(source, split="test")
         if limit is not None:
             self.dataset = self.dataset.select(range(min(limit, len(self.dataset))))
         self.synthetic = "blur" not in self.dataset.column_names
-        self.synth = BlurSynthesizer(blur) if self.synthetic else None
+        self.synth = BlurSynthesizer(blur) if self.synthetic and blur != "none" else None
         self.has_kernel = self.synthetic and blur == "kernel"
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __repr__(self) -> str:
-        kind = f"synthetic {self.synth.mode} blur, seed {self.seed}" if self.synthetic else "real pairs"
+        if not self.synthetic:
+            kind = "real pairs"
+        else:
+            kind = "no blur" if self.synth is None else f"synthetic {self.synth.mode} blur, seed {self.seed}"
         return f"PairSource({self.source!r}, {len(self)} images, {kind})"
 
     def _blur(self, index: int, sharp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -129,6 +138,8 @@ class PairSource:
 
         from .data import image_to_tensor, item_seed
 
+        if self.synth is None:
+            return sharp.copy(), None
         # Seeded and framed exactly as data.PairedValDataset does for a full image.
         h, w = sharp.shape[:2]
         gen = torch.Generator().manual_seed(item_seed(self.seed, "val", index))
@@ -376,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile", type=int, default=None, help="tile size for model inference (default: by image size)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto", help="model inference precision")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
-    parser.add_argument("--blur", choices=("kernel", "trajectory"), default="kernel", help="synthesis for sharp: sources")
+    parser.add_argument("--blur", choices=BLUR_CHOICES, default="kernel",
+                        help="synthesis for sharp: sources (none: the sharp photo is the input)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic blur")
     parser.add_argument("--figure-rows", type=int, default=3, help="images in the crops figure")
     return parser

@@ -91,6 +91,13 @@ def test_synthetic_pairs_are_fixed_and_carry_their_kernel(sharp_dir):
     assert evaluation.PairSource(f"sharp:{sharp_dir}", blur="trajectory").has_kernel is False
 
 
+def test_no_blur_pairs_feed_the_sharp_photo_itself(sharp_dir):
+    pairs = list(evaluation.PairSource(f"sharp:{sharp_dir}", blur="none"))
+    assert pairs and all(np.array_equal(p.blurred, p.sharp) and p.kernel is None for p in pairs)
+    with pytest.raises(ValueError, match=r"blur must be one of .*'none'.*got 'gaussian'"):
+        evaluation.PairSource(f"sharp:{sharp_dir}", blur="gaussian")
+
+
 def test_baselines_on_a_known_kernel(sharp_dir):
     import torch
 
