@@ -1,12 +1,14 @@
 """Turn a finished training run into the bundled model folder, with a model card measured here.
 
-    python scripts/export_default_model.py --run runs/nafnet_motion_s --out pretrained/nafnet-motion-s \
-        --notes configs/nafnet_motion_s.card.md
+    python scripts/export_default_model.py --run runs/nafnet_motion_s_wide --out pretrained/nafnet-motion-s \
+        --notes configs/nafnet_motion_s.card.md --limitations configs/nafnet_motion_s.limitations.md
 
 Loads `<run>/best` (chosen during training by real-pair validation PSNR on centre crops), evaluates
 it on all 11 REAL GoPro validation pairs at full 1280x720 in fp32 and bf16, beside the blurred
-input and the best unsharp mask, and writes the folder (config.json, model.safetensors, README.md
-with the figures in its model-index, a sample figure, the training curves) atomically.
+input and the best unsharp mask, and on Kodak24 with mild synthetic blur and without blur; writes
+the folder (config.json, model.safetensors, README.md with the figures in its model-index, a
+sample figure, the training curves) atomically. A run started with `init_from` another run's
+export is a later stage: the card lists every stage of the chain, each with its config.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 VAL = f"paired:{DATA / 'gopro_real' / 'val'}"
+KODAK = f"sharp:{DATA / 'sharp' / 'kodak24'}"
+RECIPE_KEYS = ("init_from", "generator", "generator_kwargs", "crop_size", "train_batch_size", "real_fraction", "blur",
+               "content_loss", "fft_weight", "optimizer", "learning_rate", "lr_scheduler", "max_train_steps",
+               "mixed_precision", "seed")
 DATASET_NAME = "GoPro real pairs, GOPR0384_11_05 (11 pairs, 1280x720)"
 
 TRAINING_DATA = """\
@@ -34,6 +40,17 @@ TRAINING_DATA = """\
 - Validation (never trained on): the 11 real pairs of sequence GOPR0384_11_05."""
 
 
+def training_stages(run: Path) -> list[tuple[Path, dict]]:
+    """The chain of runs that made `run`, first stage first: each stage's `init_from` names the previous."""
+    stages = []
+    while run is not None:
+        recipe = json.loads((run / "recipe.json").read_text())
+        stages.insert(0, (run, recipe))
+        parent = Path(recipe["init_from"]).parent if recipe.get("init_from") else None
+        run = parent if parent is not None and (parent / "recipe.json").is_file() else None
+    return stages
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     from huggingface_hub import EvalResult
@@ -46,13 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="best", help="exported folder inside the run")
     parser.add_argument("--out", required=True, help="model folder to write (replaced atomically)")
     parser.add_argument("--notes", default=None, help="Markdown appended to the card (levers tried, figures)")
-    parser.add_argument("--wall-minutes", type=float, default=None, help="training wall-clock time, for the card")
+    parser.add_argument("--limitations", default=None, help="Markdown for the card's limitations section")
+    parser.add_argument("--wall-minutes", type=float, nargs="+", default=None,
+                        help="training wall-clock minutes of each stage, first stage first, for the card")
     args = parser.parse_args(argv)
 
     run, src = Path(args.run), Path(args.run) / args.checkpoint
-    recipe = json.loads((run / "recipe.json").read_text())
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    steps = max((r.get("step", 0) for r in records), default=0)
+    stages = training_stages(run)
+    if args.wall_minutes is not None and len(args.wall_minutes) != len(stages):
+        parser.error(f"--wall-minutes: {len(args.wall_minutes)} value(s) for {len(stages)} stage(s) "
+                     f"({', '.join(str(r) for r, _ in stages)})")
     model = DeblurGAN.from_pretrained(src)
 
     pairs = PairSource(VAL)
@@ -78,26 +98,42 @@ def main(argv: list[str] | None = None) -> int:
         "seconds per 1280x720 image, fp32 / bf16 (in this evaluation run)":
             f"{summary['model fp32']['s_per_image']:.2f} / {summary['model bf16']['s_per_image']:.2f}",
     }
+    kodak_tables = []
+    for label, blur in (("Kodak24, mild synthetic blur (uniform DeblurGAN kernels, seed 0)", "kernel"),
+                        ("Kodak24 sharp photos, no blur (does it leave sharp photos alone?)", "none")):
+        kodak = PairSource(KODAK, blur=blur, seed=0)
+        names = ["identity", "unsharp"] if blur == "kernel" else ["unsharp"]
+        kodak_results = run_evaluation(kodak, [methods[0]] + baseline_methods(names, kodak, has_kernel=False, log=lambda s: None),
+                                       progress=True)
+        kodak_tables.append(f"**{label}**, 24 images of 500x500:\n\n{summary_markdown(kodak_results)}")
+        summary_k = {r.name: r.summary() for r in kodak_results}
+        key = "Kodak24 mild blur" if blur == "kernel" else "Kodak24 sharp input"
+        metrics[f"PSNR on {key}, this model fp32 (dB)"] = f"{summary_k['model fp32']['psnr']:.2f}"
+        if blur == "kernel":
+            metrics[f"PSNR on {key}, blurred input (dB)"] = f"{summary_k['identity']['psnr']:.2f}"
     eval_results = [
         EvalResult(task_type="image-to-image", task_name="Motion deblurring", dataset_type="gopro-real-val",
                    dataset_name=DATASET_NAME, metric_type=kind, metric_name=f"{kind.upper()} (uint8 RGB, full frame, fp32)",
                    metric_value=round(float(summary["model fp32"][kind]), 4 if kind == "ssim" else 3))
         for kind in ("psnr", "ssim")
     ]
-    cpu = f", {args.wall_minutes:.0f} minutes wall-clock on a 2-core CPU (2 threads)" if args.wall_minutes else ""
-    recipe_md = (
-        f"{steps} steps{cpu}. "
-        + ", ".join(f"`{k}`: `{json.dumps(recipe[k])}`" for k in (
-            "generator", "generator_kwargs", "crop_size", "train_batch_size", "real_fraction", "blur", "content_loss",
-            "fft_weight", "optimizer", "learning_rate", "lr_scheduler", "max_train_steps", "mixed_precision", "seed")
-            if k in recipe)
-        + ". Checkpoint chosen by validation PSNR on 512x512 centre crops of the real validation pairs."
-    )
+    recipe_parts = []
+    for i, (stage_run, recipe) in enumerate(stages):
+        records = [json.loads(line) for line in (stage_run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        steps = max((r.get("step", 0) for r in records), default=0)
+        cpu = f", {args.wall_minutes[i]:.0f} minutes wall-clock on a 2-core CPU (2 threads)" if args.wall_minutes else ""
+        settings = ", ".join(f"`{k}`: `{json.dumps(recipe[k])}`" for k in RECIPE_KEYS if recipe.get(k) is not None)
+        recipe_parts.append(f"{'Stage ' + str(i + 1) + ' (`' + recipe['config'] + '`): ' if len(stages) > 1 else ''}"
+                            f"{steps} steps{cpu}. {settings}.")
+    recipe_md = ("\n\n".join(recipe_parts) + "\n\nEach stage's checkpoint chosen by validation PSNR on 512x512 "
+                 "centre crops of the real validation pairs.")
     notes = Path(args.notes).read_text() if args.notes else ""
     extra = (
         "### Full evaluation on the real validation pairs\n\n"
         "`python scripts/export_default_model.py` wrote this table (scored by `deblurgan_hf/metrics`):\n\n"
-        + summary_markdown(results) + "\n\n![blur | model fp32 | model bf16 | unsharp | sharp](sample.png)\n\n" + notes
+        + summary_markdown(results) + "\n\n![blur | model fp32 | model bf16 | unsharp | sharp](sample.png)\n\n"
+        + "### Mild blur and sharp photos\n\nThe same run also scored these (fp32):\n\n"
+        + "\n\n".join(kodak_tables) + "\n\n" + notes
     )
     card = dict(
         model_name=recipe.get("model_name") or Path(args.out).name,
@@ -109,23 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
         training_data=TRAINING_DATA,
         recipe=recipe_md,
-        command=f"accelerate launch train_accelerate.py --config configs/nafnet_motion_s.yaml\n"
-                f"python scripts/export_default_model.py --run {args.run} --out {args.out}"
-                + (f" --notes {args.notes}" if args.notes else ""),
+        command="".join(f"accelerate launch train_accelerate.py --config {recipe['config']}\n" for _, recipe in stages)
+                + f"python scripts/export_default_model.py --run {args.run} --out {args.out}"
+                + (f" --notes {args.notes}" if args.notes else "")
+                + (f" --limitations {args.limitations}" if args.limitations else ""),
         metrics=metrics,
         eval_results=eval_results,
         extra=extra,
-        limitations=(
-            "Trained for about an hour on a 2-core CPU, not to convergence; strong non-uniform blur "
-            "(fast object motion, large rotations) is only partly removed, and fine texture comes back "
-            "smoother than in the sharp frame. The validation sequence (GOPR0384_11_05) comes from the "
-            "same recording as one training sequence (GOPR0384_11_00): different frames, similar "
-            "scenes, so these figures may be optimistic for other cameras and places. Saturated "
-            "highlights and heavy noise are modelled only by the synthesis' simple clipping and noise. "
-            "It was trained on strong blur only: on mildly blurred photos it makes things worse (Kodak24 "
-            "with uniform DeblurGAN kernels, input 28.01 dB: 26.97 dB after this model, measured by "
-            "`python benchmarks/quality.py`), so do not run it on photos that are already nearly sharp."
-        ),
+        limitations=Path(args.limitations).read_text().strip() if args.limitations else None,
     )
     model.save_pretrained(tmp, model_card_kwargs=card)
     shutil.copy2(eval_dir / "crops.png", tmp / "sample.png")
