@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -142,9 +143,12 @@ def test_recipe_keys_are_flags_and_flags_override(tmp_path):
         load_config(recipe, build_arg_parser())
 
 
-@pytest.mark.parametrize("name", ["deblurgan_v1", "nafnet_cpu"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "configs").glob("*.yaml")))
 def test_bundled_recipes_parse(name):
     args = parse_args(["--config", str(REPO / "configs" / f"{name}.yaml")])
+    if name == "nafnet_motion_s_wide":  # stage 2 starts from stage 1's export
+        stage1 = parse_args(["--config", str(REPO / "configs" / "nafnet_motion_s.yaml")])
+        assert args.init_from == f"{stage1.output_dir}/best" and args.output_dir != stage1.output_dir
     if name == "deblurgan_v1":  # the paper's recipe
         assert (args.generator, args.adversarial, args.gp_weight, args.critic_steps) == ("resnet", "wgan-gp", 10.0, 5)
         assert (args.perceptual, args.perceptual_weight, args.learning_rate) == ("vgg19", 100.0, 1e-4)
@@ -357,3 +361,34 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path, tiny_data):
     for a, b in ((a1, b1), (a2, b2)):
         for k in a:
             assert torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5), (k, (a[k] - b[k]).abs().max())
+
+
+def test_export_script_cards_a_two_stage_chain(tmp_path, tiny_data):
+    """scripts/export_default_model.py on a real 2-stage chain (stage 2 `init_from` stage 1's best/)."""
+    kwargs = {"generator": "nafnet", "generator_kwargs": TINY_MODELS["nafnet"], "max_train_steps": 2}
+    stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
+    run_training(tmp_path, base_config(tiny_data, **kwargs), "--output_dir", str(stage1))
+    run_training(tmp_path, base_config(tiny_data, **kwargs, seed=1), "--output_dir", str(stage2),
+                 "--init_from", str(stage1 / "best"))
+    script = [sys.executable, str(REPO / "scripts" / "export_default_model.py"), "--run", str(stage2),
+              "--val", f"paired:{tiny_data / 'paired_val'}", "--kodak", f"sharp:{tiny_data / 'sharp'}"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+
+    wrong = subprocess.run(script + ["--out", str(tmp_path / "x"), "--wall-minutes", "5"], env=env,
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "1 value(s) for 2 stage(s)" in wrong.stderr and not (tmp_path / "x").exists()
+
+    out = tmp_path / "model"
+    subprocess.run(script + ["--out", str(out), "--wall-minutes", "5", "1"], env=env, check=True, capture_output=True)
+    exported, best = DeblurGAN.from_pretrained(out), DeblurGAN.from_pretrained(stage2 / "best")
+    assert all(torch.equal(v, best.generator.state_dict()[k]) for k, v in exported.generator.state_dict().items())
+    card = (out / "README.md").read_text()
+    configs = [json.loads((run / "recipe.json").read_text())["config"] for run in (stage1, stage2)]
+    commands = [line for line in card.splitlines() if line.startswith("accelerate launch")]
+    assert commands == [f"accelerate launch train_accelerate.py --config {c}" for c in configs]
+    assert "Stage 1" in card and "Stage 2" in card and "Kodak24 sharp input" in card
+    assert {"sample.png", "validation_per_image.csv", "model.safetensors"} <= {p.name for p in out.iterdir()}
+    claimed = {r.metric_type: r.metric_value for r in ModelCard.load(out / "README.md").data.eval_results}
+    rows = list(csv.DictReader((out / "validation_per_image.csv").open()))
+    fp32 = [float(r["psnr"]) for r in rows if r["method"] == "model fp32"]
+    assert len(fp32) == 2 and claimed["psnr"] == pytest.approx(sum(fp32) / 2, abs=1e-3)
