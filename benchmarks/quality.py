@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     from deblurgan_hf import DEFAULT_MODEL
     from deblurgan_hf.baselines import BASELINES, KERNEL_BASELINES
-    from deblurgan_hf.evaluation import PairSource, baseline_methods, model_method, run_evaluation, summary_markdown
+    from deblurgan_hf.evaluation import PairSource, baseline_methods, model_methods, run_evaluation, summary_markdown
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=[], help="more models (folders or Hub ids) beside the bundled one")
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             models.insert(0, DEFAULT_MODEL)
         else:
             print(f"(no bundled model at {DEFAULT_MODEL} yet: baselines only)\n")
-    methods = [model_method(m, precision=args.precision) for m in models]
+    methods = model_methods(models, precision=args.precision)
     for label, (key, source, blur) in SETS.items():
         if key not in args.sets:
             continue

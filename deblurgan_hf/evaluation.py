@@ -184,6 +184,17 @@ def model_method(model_id: str, *, tile: int | None = None, precision: str = "au
     return Method(name, run, setting=f"precision={precision}" + (f", tile={tile}" if tile else ""))
 
 
+def model_methods(model_ids: Sequence[str], *, tile: int | None = None, precision: str = "auto") -> list[Method]:
+    """`model_method` for each id, named by folder name, or by the id as given where folder names
+    collide (`runs/a/best` and `runs/b/best`)."""
+    methods = [model_method(m, tile=tile, precision=precision) for m in model_ids]
+    short = [m.name for m in methods]
+    for method, model_id in zip(methods, model_ids):
+        if short.count(method.name) > 1:
+            method.name = str(model_id)
+    return methods
+
+
 def baseline_methods(
     names: Sequence[str], pairs: Iterable[Pair], *, has_kernel: bool, log: Callable[[str], None] = print
 ) -> list[Method]:
@@ -404,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         names = args.baselines
         if names is None:
             names = [n for n in BASELINES if has_kernel or n not in KERNEL_BASELINES]
-        methods = [model_method(m, tile=args.tile, precision=args.precision) for m in args.model]
+        methods = model_methods(args.model, tile=args.tile, precision=args.precision)
         methods += baseline_methods(names, pairs, has_kernel=has_kernel)
         results = run_evaluation(pairs, methods, out_dir=args.out, figure_rows=args.figure_rows)
     except (ValueError, FileNotFoundError) as err:

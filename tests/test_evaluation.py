@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,11 @@ def test_cli_errors(paired_dir, tmp_path, capsys):
     assert evaluation.main(["--data", f"paired:{paired_dir}", "--baselines", "sharpen", "--out", str(tmp_path)]) == 2
     assert "unknown baseline" in capsys.readouterr().err
     assert not (tmp_path / "per_image.csv").exists()
+
+
+def test_models_with_the_same_folder_name_keep_apart(small_model_dir, tmp_path):
+    a, b = tmp_path / "run_a" / "best", tmp_path / "run_b" / "best"
+    for folder in (a, b):
+        shutil.copytree(small_model_dir, folder)
+    methods = evaluation.model_methods([str(a), str(b), str(small_model_dir)], precision="fp32")
+    assert [m.name for m in methods] == [str(a), str(b), small_model_dir.name]
