@@ -124,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         records = [json.loads(line) for line in (stage_run / "metrics.jsonl").read_text().splitlines() if line.strip()]
         steps = max((r.get("step", 0) for r in records), default=0)
         cpu = f", {args.wall_minutes[i]:.0f} minutes wall-clock on a 2-core CPU (2 threads)" if args.wall_minutes else ""
-        settings = ", ".join(f"`{k}`: `{json.dumps(recipe[k])}`" for k in RECIPE_KEYS if recipe.get(k) is not None)
+        # a later stage takes its network from init_from; its own generator options are unused
+        keys = [k for k in RECIPE_KEYS if recipe.get(k) is not None
+                and not (recipe.get("init_from") and k in ("generator", "generator_kwargs"))]
+        settings = ", ".join(f"`{k}`: `{json.dumps(recipe[k])}`" for k in keys)
         recipe_parts.append(f"{'Stage ' + str(i + 1) + ' (`' + recipe['config'] + '`): ' if len(stages) > 1 else ''}"
                             f"{steps} steps{cpu}. {settings}.")
     recipe_md = ("\n\n".join(recipe_parts) + "\n\nEach stage's checkpoint chosen by validation PSNR on 512x512 "
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         command="".join(f"accelerate launch train_accelerate.py --config {recipe['config']}\n" for _, recipe in stages)
                 + f"python scripts/export_default_model.py --run {args.run} --out {args.out}"
                 + (f" --notes {args.notes}" if args.notes else "")
-                + (f" --limitations {args.limitations}" if args.limitations else ""),
+                + (f" --limitations {args.limitations}" if args.limitations else "")
+                + (" --wall-minutes " + " ".join(f"{m:g}" for m in args.wall_minutes) if args.wall_minutes else ""),
         metrics=metrics,
         eval_results=eval_results,
         extra=extra,
