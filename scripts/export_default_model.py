@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         keys = [k for k in RECIPE_KEYS if recipe.get(k) is not None
                 and not (recipe.get("init_from") and k in ("generator", "generator_kwargs"))]
         settings = ", ".join(f"`{k}`: `{json.dumps(recipe[k])}`" for k in keys)
-        recipe_parts.append(f"{'Stage ' + str(i + 1) + ' (`' + recipe['config'] + '`): ' if len(stages) > 1 else ''}"
-                            f"{steps} steps{cpu}. {settings}.")
+        stage = f"Stage {i + 1} (`{recipe['config']}`): " if len(stages) > 1 else ""
+        recipe_parts.append(f"{stage}{steps} steps{cpu}. {settings}.")
     recipe_md = ("\n\n".join(recipe_parts) + "\n\nEach stage's checkpoint chosen by validation PSNR on 512x512 "
                  "centre crops of the real validation pairs.")
     notes = Path(args.notes).read_text() if args.notes else ""
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n\n".join(kodak_tables) + "\n\n" + notes
     )
     card = dict(
-        model_name=recipe.get("model_name") or Path(args.out).name,
+        model_name=stages[-1][1].get("model_name") or Path(args.out).name,
         intended_use=(
             "Removing camera-shake and motion blur from photos (1 to tens of megapixels) on a CPU. "
             "Trained for GoPro-like blur (a moving hand-held camera, 7-13 averaged frames). Not for "
