@@ -152,7 +152,8 @@ def from_tensor(x: torch.Tensor, restore: _Restore) -> Any:
         return Image.fromarray(_quantise(chw, np.uint16, 65535.0)[..., 0])
     if restore.mode == "F":
         return Image.fromarray(_quantise(chw, np.float32, 1.0)[..., 0], mode="F")
-    img = Image.fromarray(_quantise(chw, np.uint8, 255.0)[..., 0] if gray else _quantise(chw, np.uint8, 255.0))
+    levels = _quantise(chw, np.uint8, 255.0)
+    img = Image.fromarray(levels[..., 0] if gray else levels)
     if restore.alpha is not None:
         img = img.convert("L").convert("LA") if restore.mode == "LA" else img.convert("RGBA")
         img.putalpha(restore.alpha)

@@ -67,13 +67,13 @@ def test_card_psnr_matches_a_fresh_evaluation(model):
 def test_mild_blur_is_not_made_worse_and_sharp_photos_pass_through():
     """Stage 2's purpose (configs/nafnet_motion_s_wide.yaml): stage 1 alone, trained on strong blur
     only, scored 26.97 dB on Kodak24 + kernel blur (input 28.01) and 34.4 dB on sharp photos."""
-    from deblurgan_hf.evaluation import PairSource, model_method, run_evaluation
+    from deblurgan_hf.evaluation import PairSource, baseline_methods, model_method, run_evaluation
 
     kodak = f"sharp:{DATA / 'sharp' / 'kodak24'}"
     method = model_method(DEFAULT_MODEL, precision="fp32")
     blurred = PairSource(kodak, blur="kernel", seed=0)
-    [result] = run_evaluation(blurred, [method], progress=False)
-    inputs = [psnr(p.blurred, p.sharp) for p in blurred]
-    assert len(result.psnr) == 24 and np.mean(result.psnr) >= np.mean(inputs)
+    identity = baseline_methods(["identity"], blurred, has_kernel=True)
+    result, inputs = run_evaluation(blurred, [method, *identity], progress=False)
+    assert len(result.psnr) == 24 and np.mean(result.psnr) >= np.mean(inputs.psnr)
     [result] = run_evaluation(PairSource(kodak, blur="none"), [method], progress=False)
     assert np.mean(result.psnr) >= 38.0
