@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     val_dataset = None
     if args.val_sources:
         val_dataset = build_val_dataset(
-            args.val_sources, blur=args.blur, seed=args.seed, max_size=args.val_max_size, center_crop=args.val_center_crop,
+            args.val_sources, blur=args.val_blur or args.blur, seed=args.seed, max_size=args.val_max_size, center_crop=args.val_center_crop,
         )
 
     # ------------------------------------------------------------------ models and losses

@@ -37,6 +37,11 @@ __all__ = [
     "sample_camera_paths",
     "trajectory_blur",
     "BlurSynthesizer",
+    "camera_shake_path",
+    "camera_shake_blur",
+    "kernel_from_path",
+    "kernel_support",
+    "degrade",
     "srgb_to_linear",
     "linear_to_srgb",
     "add_noise",
@@ -558,6 +563,267 @@ def jpeg_roundtrip(images: torch.Tensor, quality: torch.Tensor | int, *, enabled
 
 
 # ----------------------------------------------------------------------------------------------
+# Camera shake: long curved kernels with speed changes, optional rotation about the optical axis
+# ----------------------------------------------------------------------------------------------
+
+def _smooth_noise(generator: torch.Generator | None, n_knots: int, n: int) -> torch.Tensor:
+    """(n,) float64 random curve through ``n_knots`` standard-normal knots, linearly interpolated."""
+    knots = torch.randn((1, 1, n_knots), generator=generator, dtype=torch.float64)
+    return F.interpolate(knots, size=n, mode="linear", align_corners=True).view(n)
+
+
+def camera_shake_path(
+    extent: float,
+    *,
+    n_steps: int = 1000,
+    speed_variation: float = 1.0,
+    expl: float | tuple[float, float] = (0.002, 0.01),
+    loop_prob: float = 0.3,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A hand-shake path whose bounding box is ``extent`` pixels on its longer side.
+
+    Two shapes: with probability ``loop_prob`` a Boracchi-Foi random trajectory (`random_trajectory`:
+    inertia, shake, pull back, rare big jerks; anxiety drawn from ``expl``), which loops as in
+    DeblurGAN's kernels; otherwise a smooth random walk in velocity (a drift plus 2-5 random knots),
+    the open, curved strokes with one to three turns that measured hand-shake kernels mostly are
+    (Levin et al., CVPR 2009; Kohler et al., ECCV 2012). Either is then re-timed with a random smooth
+    speed profile (log-speed of std up to ``speed_variation``): real shake slows down and dwells,
+    which shows as bright knots along the kernel.
+
+    Returns:
+        (n_steps, 2) float64 (x, y) positions in pixels, equally spaced in time.
+    """
+    e_lo, e_hi = _as_range(expl, "expl")
+    anxiety = e_lo + (e_hi - e_lo) * float(_rand(generator, 1))
+    loop = float(_rand(generator, 1)) < loop_prob
+    n_knots = 2 + int(4 * float(_rand(generator, 1)))
+    drift = torch.randn(2, generator=generator, dtype=torch.float64)
+    wander = torch.stack([_smooth_noise(generator, n_knots, n_steps - 1) for _ in range(2)], 1)
+    if loop:
+        pts = random_trajectory(n_steps, 100.0, expl=anxiety, generator=generator)
+    else:
+        pts = torch.cat([torch.zeros(1, 2, dtype=torch.float64), (drift + wander).cumsum(0)])
+    variation = speed_variation * float(_rand(generator, 1))
+    speed = torch.exp(variation * _smooth_noise(generator, 6, n_steps - 1))
+    arc = torch.cat([torch.zeros(1, dtype=torch.float64), speed.cumsum(0)])
+    arc = arc / arc[-1] * (n_steps - 1)  # samples equally spaced in time fall where the path is slow
+    pos = torch.linspace(0, n_steps - 1, n_steps, dtype=torch.float64)
+    idx = torch.searchsorted(arc, pos).clamp(1, n_steps - 1)
+    frac = ((pos - arc[idx - 1]) / (arc[idx] - arc[idx - 1]).clamp(min=1e-12)).clamp(0, 1)[:, None]
+    pts = pts[idx - 1] + frac * (pts[idx] - pts[idx - 1])
+    span = (pts.max(0).values - pts.min(0).values).max().item()
+    return pts * (extent / max(span, 1e-9))
+
+
+def kernel_from_path(points: torch.Tensor) -> torch.Tensor:
+    """Rasterise a path (pixels) into an odd-sized PSF centred on its centre of mass, never shrunk."""
+    reach = (points - points.mean(0)).abs().max().item()
+    return rasterize_trajectory(points, 2 * math.ceil(reach) + 3)
+
+
+def kernel_support(kernel: torch.Tensor) -> int:
+    """Longer side, in pixels, of the bounding box of a kernel's non-zero weights."""
+    ys, xs = torch.nonzero(kernel > 0, as_tuple=True)
+    return int(max(ys.max() - ys.min(), xs.max() - xs.min())) + 1
+
+
+def _log_uniform(generator: torch.Generator | None, lo: float, hi: float) -> float:
+    return lo * (hi / lo) ** float(_rand(generator, 1)) if lo > 0 else hi * float(_rand(generator, 1))
+
+
+def degrade(
+    images: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    noise: float | tuple[float, float] = (0.0, 0.01),
+    shot_fraction: float | tuple[float, float] = 0.0,
+    jpeg_prob: float = 0.0,
+    jpeg_quality: tuple[int, int] = (60, 95),
+) -> tuple[torch.Tensor, dict]:
+    """Sensor noise then JPEG, per image of an (N,3,H,W) batch in [0, 1]; the camera's last steps.
+
+    ``noise`` is the std at mid-grey, split into signal-dependent shot noise (``shot_fraction`` of the
+    variance, growing with the value) and constant read noise.
+    """
+    n = images.shape[0]
+    lo, hi = _as_range(noise, "noise")
+    sigma = _uniform(generator, lo, hi, n)
+    s_lo, s_hi = _as_range(shot_fraction, "shot_fraction")
+    shot = _uniform(generator, s_lo, s_hi, n)
+    q_lo, q_hi = jpeg_quality
+    quality = _uniform(generator, q_lo, q_hi + 1, n).floor().clamp(max=q_hi).long()
+    use_jpeg = _rand(generator, n) < jpeg_prob
+    shape = (n,) + (1,) * (images.dim() - 1)
+    var = sigma.to(images.dtype).view(shape) ** 2
+    level = images.clamp(0, 1) / 0.5
+    std = (var * ((1 - shot.to(images.dtype).view(shape)) + shot.to(images.dtype).view(shape) * level)).sqrt()
+    noise_draw = torch.randn(images.shape, generator=generator, dtype=images.dtype)
+    out = (images + std * noise_draw).clamp(0, 1)
+    out = jpeg_roundtrip(out, quality, enabled=use_jpeg)
+    info = {"noise_sigma": sigma, "shot_fraction": shot,
+            "jpeg_quality": torch.where(use_jpeg, quality, torch.zeros_like(quality))}
+    return out, info
+
+
+def camera_shake_blur(
+    images: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    size: float | tuple[float, float] = (7, 75),
+    speed_variation: float = 1.0,
+    expl: float | tuple[float, float] = (0.002, 0.01),
+    loop_prob: float = 0.3,
+    rotation_prob: float = 0.3,
+    rotation: float | tuple[float, float] = (0.2, 0.8),
+    anchors: int = 3,
+    linear_prob: float = 0.5,
+    gamma: float = 2.2,
+    highlight_prob: float = 0.5,
+    highlight_gain: tuple[float, float] = (2.0, 8.0),
+    noise: float | tuple[float, float] = (0.0, 0.03),
+    shot_fraction: float | tuple[float, float] = (0.0, 1.0),
+    jpeg_prob: float = 0.3,
+    jpeg_quality: tuple[int, int] = (60, 95),
+    valid: bool = False,
+    frame_diag: float | None = None,
+    center: torch.Tensor | None = None,
+    output_box: tuple[int, int, int, int] | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """Hand-held camera shake: a long curved kernel, optionally varying over the frame, then degradation.
+
+    Each image gets a path (`camera_shake_path`) whose longer side is drawn log-uniformly from
+    ``size`` pixels. With probability ``rotation_prob`` the camera also rolls about the optical axis,
+    turning by ``rotation`` (a range, in units of ``size`` / half-diagonal: 0.5 moves a frame corner
+    half as far as the shake) along its own smooth random curve; the spatially varying blur is then
+    rendered as ``anchors`` x ``anchors`` local kernels blended bilinearly (the efficient filter flow of
+    Hirsch et al., CVPR 2010). Every local kernel is centred on its centre of mass, so the blurred
+    image stays aligned with the sharp one. With probability ``linear_prob`` the blur happens in linear
+    light, where near-white pixels (probably clipped) first get a radiance gain (``highlight_gain``,
+    with probability ``highlight_prob``) so that lights smear into bright streaks and clip again.
+    Then `degrade` adds shot + read noise (std at mid-grey drawn from ``noise``) and JPEG, and the
+    result is quantised to 8 bits.
+
+    Args:
+        images: (3,H,W) or (N,3,H,W) float in [0, 1].
+        valid: valid convolution: the output is the input shrunk by the kernel on each side (no
+            border is invented); the sharp target is ``images`` cropped by ``info["valid_crop"]``.
+        frame_diag, center: the full frame's diagonal and centre (x, y) in input pixels, when
+            ``images`` is a crop (rotation is about the frame's centre); default: the input's.
+        output_box: (top, left, h, w): render only this box; the rest of the input is context.
+
+    Returns:
+        ``(blurred, info)``; info holds ``kernel`` (N,k,k) (the centre kernel), ``size`` (support,
+        pixels), ``rotation`` (radians over the exposure), and the degradation settings.
+    """
+    squeeze = images.dim() == 3
+    x = images.unsqueeze(0) if squeeze else images
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"images must be (3,H,W) or (N,3,H,W), got shape {tuple(images.shape)}")
+    n, _, h, w = x.shape
+    s_lo, s_hi = _as_range(size, "size")
+    if s_lo < 1:
+        raise ValueError(f"size must be >= 1 pixel, got {size}")
+    r_lo, r_hi = _as_range(rotation, "rotation")
+    half_diag = (math.hypot(h, w) if frame_diag is None else float(frame_diag)) / 2
+    ctr = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=torch.float64) if center is None else \
+        torch.as_tensor(center, dtype=torch.float64).reshape(2)
+    top, left, out_h, out_w = (0, 0, h, w) if output_box is None else output_box
+    outs, kernels, sizes, rolls = [], [], [], []
+    for i in range(n):
+        # the bilinear splat adds up to one pixel to the path's span: aim one below the drawn size
+        extent = max(_log_uniform(generator, s_lo, s_hi) - 1, 0.0)
+        path = camera_shake_path(extent, speed_variation=speed_variation, expl=expl, loop_prob=loop_prob,
+                                 generator=generator)
+        roll_draw, roll_amount = float(_rand(generator, 1)), _log_uniform(generator, max(r_lo, 1e-6), r_hi)
+        roll_curve = _smooth_noise(generator, 4, path.shape[0]).cumsum(0)
+        lin_draw, hl_draw = float(_rand(generator, 1)), float(_rand(generator, 1))
+        gain = float(_uniform(generator, *highlight_gain, 1))
+        theta = None
+        if roll_draw < rotation_prob and extent > 0:
+            span = (roll_curve.max() - roll_curve.min()).clamp(min=1e-9)
+            theta = (roll_curve - roll_curve.mean()) / span * (roll_amount * extent / half_diag)
+        src = x[i : i + 1]
+        linear = lin_draw < linear_prob
+        if linear:
+            sat = (src.max(1, keepdim=True).values >= 0.98).to(src.dtype)
+            src = srgb_to_linear(src, gamma)
+            if hl_draw < highlight_prob:
+                src = src * (1 + sat * (gain - 1))
+        centre_kernel = kernel_from_path(path)
+        if theta is None:
+            out = _convolve(src, centre_kernel, valid)
+        else:
+            out = _convolve_varying(src, path, theta, ctr, anchors, valid)
+        if linear:
+            out = linear_to_srgb(out, gamma)
+        out = out.clamp(0, 1)
+        outs.append(out)
+        kernels.append(centre_kernel)
+        sizes.append(kernel_support(centre_kernel))
+        rolls.append(0.0 if theta is None else float(theta.max() - theta.min()))
+    if valid:
+        if n > 1 and len({o.shape for o in outs}) > 1:
+            raise ValueError("valid convolution of a batch gives different sizes per kernel; blur one image at a time")
+        blurred = torch.cat(outs)
+        crop = ((h - blurred.shape[-2]) // 2, (w - blurred.shape[-1]) // 2, blurred.shape[-2], blurred.shape[-1])
+    else:
+        blurred = torch.cat(outs)[..., top : top + out_h, left : left + out_w]
+        crop = None
+    blurred, info = degrade(blurred.contiguous(), generator, noise=noise, shot_fraction=shot_fraction,
+                            jpeg_prob=jpeg_prob, jpeg_quality=jpeg_quality)
+    blurred = (blurred * 255).round() / 255
+    k = max(kk.shape[-1] for kk in kernels)
+    info.update({
+        "kernel": torch.stack([F.pad(kk, [(k - kk.shape[-1]) // 2] * 4) for kk in kernels]),
+        "size": torch.tensor(sizes), "rotation": torch.tensor(rolls), "valid_crop": crop,
+    })
+    return (blurred.squeeze(0) if squeeze else blurred), info
+
+
+def _convolve(image: torch.Tensor, kernel: torch.Tensor, valid: bool) -> torch.Tensor:
+    """(1,3,H,W) convolved with one centred odd kernel: same size (reflect) or valid."""
+    if not valid:
+        border = "reflect" if kernel.shape[-1] // 2 < min(image.shape[-2:]) else "replicate"
+        return apply_kernel(image, kernel, border=border)
+    k = kernel.shape[-1]
+    if min(image.shape[-2:]) < k:
+        raise ValueError(f"image {tuple(image.shape[-2:])} is smaller than the {k}x{k} kernel for valid convolution")
+    pad = k // 2
+    return apply_kernel(image, kernel, border="constant")[..., pad : image.shape[-2] - pad, pad : image.shape[-1] - pad]
+
+
+def _convolve_varying(image: torch.Tensor, path: torch.Tensor, theta: torch.Tensor, centre: torch.Tensor,
+                      anchors: int, valid: bool) -> torch.Tensor:
+    """Blur of translation ``path`` plus roll ``theta`` (radians per sample) about ``centre``.
+
+    Local kernels at an anchors x anchors grid over the image, each from the displacement of that
+    point, d(t) = path(t) + (R(theta(t)) - I)(p - centre), blended with bilinear weights.
+    """
+    _, _, h, w = image.shape
+    cos, sin = torch.cos(theta)[:, None], torch.sin(theta)[:, None]
+    kernels = {}
+    for j in range(anchors):
+        for i in range(anchors):
+            p = torch.tensor([i * (w - 1) / max(anchors - 1, 1), j * (h - 1) / max(anchors - 1, 1)],
+                             dtype=torch.float64) - centre
+            rot = torch.cat([cos * p[0] - sin * p[1], sin * p[0] + cos * p[1]], 1) - p
+            kernels[j, i] = kernel_from_path(path + rot)
+    k = max(kk.shape[-1] for kk in kernels.values())
+    pad = k // 2 if valid else 0
+    oh, ow = h - 2 * pad, w - 2 * pad
+    ys = torch.linspace(pad, h - 1 - pad, oh, dtype=image.dtype) / max(h - 1, 1) * max(anchors - 1, 1)
+    xs = torch.linspace(pad, w - 1 - pad, ow, dtype=image.dtype) / max(w - 1, 1) * max(anchors - 1, 1)
+    out = torch.zeros(1, 3, oh, ow, dtype=image.dtype)
+    for (j, i), kk in kernels.items():
+        kk = F.pad(kk, [(k - kk.shape[-1]) // 2] * 4)  # same size, so valid crops line up
+        wy = (1 - (ys - j).abs()).clamp(min=0)[:, None]
+        wx = (1 - (xs - i).abs()).clamp(min=0)[None, :]
+        out += (wy * wx) * _convolve(image, kk, valid)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # One callable for the data pipeline
 # ----------------------------------------------------------------------------------------------
 
@@ -565,8 +831,10 @@ class BlurSynthesizer:
     """Random blur for sharp images: ``(blurred, info) = synth(sharp, generator)``.
 
     Args:
-        mode: ``"trajectory"`` (non-uniform GoPro-like, `trajectory_blur`) or ``"kernel"``
-            (uniform DeblurGAN kernels, `random_trajectory_kernel` + `apply_kernel`).
+        mode: ``"trajectory"`` (non-uniform GoPro-like, `trajectory_blur`), ``"kernel"``
+            (uniform DeblurGAN kernels, `random_trajectory_kernel` + `apply_kernel`), ``"shake"``
+            (hand-held camera shake, `camera_shake_blur`), or ``"mix"``: ``components``, a list of
+            configs of the other modes each with a ``weight``; every image draws one of them.
         **params: keyword arguments of `trajectory_blur` (trajectory mode) or, for kernel mode:
             ``size`` (31), ``max_len`` (float or (min, max) range in pixels, default (0.3*size, size)),
             ``exposure`` (tuple of choices, default (0.1, 0.5, 1.0, 1.0) as DeblurGAN's 1/10, 1/2, 1),
@@ -577,14 +845,19 @@ class BlurSynthesizer:
     kernel convolved, for non-blind baselines) plus noise and JPEG settings.
     """
 
-    MODES = ("trajectory", "kernel")
+    MODES = ("trajectory", "kernel", "shake", "mix")
     KERNEL_KEYS = {"size", "max_len", "exposure", "expl", "noise", "jpeg_prob", "jpeg_quality", "n_steps", "border"}
+    _NOT_PARAMS = {"images", "generator", "return_info", "paths", "frame_diag", "center", "output_box", "valid"}
 
     def __init__(self, mode: str = "trajectory", **params):
         if mode not in self.MODES:
             raise ValueError(f"blur mode must be one of {self.MODES}, got {mode!r}")
         if mode == "trajectory":
-            allowed = set(inspect.signature(trajectory_blur).parameters) - {"images", "generator", "return_info", "paths", "frame_diag", "center", "output_box"}
+            allowed = set(inspect.signature(trajectory_blur).parameters) - self._NOT_PARAMS
+        elif mode == "shake":
+            allowed = set(inspect.signature(camera_shake_blur).parameters) - self._NOT_PARAMS
+        elif mode == "mix":
+            allowed = {"components"}
         else:
             allowed = self.KERNEL_KEYS
         unknown = sorted(set(params) - allowed)
@@ -592,6 +865,30 @@ class BlurSynthesizer:
             raise ValueError(f"unknown {mode}-blur parameter(s) {unknown}; allowed: {sorted(allowed)}")
         self.mode = mode
         self.params = dict(params)
+        self.components: list[BlurSynthesizer] = []
+        if mode == "mix":
+            comps = params.get("components")
+            if not isinstance(comps, (list, tuple)) or not comps:
+                raise ValueError("blur mode 'mix' needs 'components': a non-empty list of blur configs with a 'weight'")
+            weights = []
+            for c in comps:
+                if not isinstance(c, dict) or c.get("mode") == "mix":
+                    raise ValueError(f"each mix component must be a blur config of another mode, got {c!r}")
+                c = dict(c)
+                weight = c.pop("weight", 1.0)
+                if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+                    raise ValueError(f"mix component weight must be a positive number, got {weight!r}")
+                weights.append(float(weight))
+                self.components.append(BlurSynthesizer.from_config(c))
+            self.weights = torch.tensor(weights, dtype=torch.float64) / sum(weights)
+
+    def pick(self, generator: torch.Generator | None = None) -> "BlurSynthesizer":
+        """The synthesizer of the next image: a drawn component in mix mode, else this one."""
+        if self.mode != "mix":
+            return self
+        u = float(_rand(generator, 1))
+        index = int(torch.searchsorted(self.weights.cumsum(0), torch.tensor([u], dtype=torch.float64)).clamp(max=len(self.components) - 1))
+        return self.components[index]
 
     @classmethod
     def from_config(cls, config: dict | None) -> "BlurSynthesizer":
@@ -617,6 +914,13 @@ class BlurSynthesizer:
         """
         if self.mode == "kernel":
             return int(self.params.get("size", 31)) // 2 + 1
+        if self.mode == "shake":
+            # kernel reach from its centre of mass: at most the path span, plus what the roll adds
+            size_hi = _as_range(self.params.get("size", (7, 75)), "size")[1]
+            roll_hi = _as_range(self.params.get("rotation", (0.2, 0.8)), "rotation")[1]
+            return int(math.ceil(size_hi * (1 + roll_hi))) + 3
+        if self.mode == "mix":
+            raise ValueError("a mix synthesizer has no margin of its own: pick() a component first")
         if paths is None:
             raise ValueError("trajectory mode needs the sampled paths to size the margin (see sample_paths)")
         return int(math.ceil(float((paths.max_displacement() * frame_diag).max()))) + 2
@@ -636,9 +940,15 @@ class BlurSynthesizer:
         ``frame_diag``, ``center``, ``paths`` and ``output_box`` as in `trajectory_blur` (kernel mode:
         ``output_box`` crops the result; the others do not apply).
         """
+        if self.mode == "mix":
+            return self.pick(generator)(sharp, generator, frame_diag=frame_diag, center=center, output_box=output_box)
         if self.mode == "trajectory":
             return trajectory_blur(sharp, generator=generator, frame_diag=frame_diag, center=center, paths=paths,
                                    output_box=output_box, return_info=True, **self.params)
+        if self.mode == "shake":
+            diag = None if frame_diag is None else float(torch.as_tensor(frame_diag).reshape(-1)[0])
+            return camera_shake_blur(sharp, generator=generator, frame_diag=diag, center=center,
+                                     output_box=output_box, **self.params)
         blurred, info = self._kernel_blur(sharp, generator)
         if output_box is not None:
             top, left, bh, bw = output_box

@@ -583,17 +583,18 @@ class _SyntheticMixin:
         fh, fw = sharp.shape[:2]
         top, left, bh, bw = box if box is not None else (0, 0, fh, fw)
         diag = math.hypot(fh, fw)
-        paths = self.synth.sample_paths(1, generator)
-        m = self.synth.margin(diag, paths)
+        synth = self.synth.pick(generator)
+        paths = synth.sample_paths(1, generator)
+        m = synth.margin(diag, paths)
         t0, l0 = max(top - m, 0), max(left - m, 0)
         t1, l1 = min(top + bh + m, fh), min(left + bw + m, fw)
         region = image_to_tensor(sharp[t0:t1, l0:l1])
         centre = torch.tensor([(fw - 1) / 2 - l0, (fh - 1) / 2 - t0])
         out_box = (top - t0, left - l0, bh, bw)
-        if paths is None:
-            blurred, _ = self.synth(region, generator, output_box=out_box)
+        if synth.mode == "kernel":
+            blurred, _ = synth(region, generator, output_box=out_box)
         else:
-            blurred, _ = self.synth(region, generator, frame_diag=diag, center=centre, paths=paths, output_box=out_box)
+            blurred, _ = synth(region, generator, frame_diag=diag, center=centre, paths=paths, output_box=out_box)
         return blurred, region[:, top - t0 : top - t0 + bh, left - l0 : left - l0 + bw].contiguous()
 
 

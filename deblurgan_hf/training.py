@@ -98,6 +98,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
                    help="source specs, e.g. sharp:../shared/data/sharp/urban100 paired:../shared/data/gopro_real/train")
     g.add_argument("--val_sources", type=str, nargs="*", default=[], help="validation source specs (paired: or sharp:)")
     g.add_argument("--blur", type=_json_value, default=None, help="blur synthesis settings for sharp: sources (JSON)")
+    g.add_argument("--val_blur", type=_json_value, default=None,
+                   help="blur synthesis for sharp: validation sources (JSON); default: --blur")
     g.add_argument("--real_fraction", type=_optional_float, default=None,
                    help="fraction of training samples drawn from paired (real) sources; None = by count")
     g.add_argument("--crop_size", type=int, default=128)
