@@ -5,7 +5,7 @@ GRADIO_SERVER_NAME / GRADIO_SERVER_PORT environment variables). The same file ru
 (`scripts/make_space.py` assembles the Space folder). Settings come from environment variables:
 
     DEBLURGAN_APP_MODELS          model folders to offer, separated by os.pathsep (default: every
-                                  subfolder of pretrained/ that holds a config.json)
+                                  bundled model, deblurgan_hf/pretrained/*/config.json)
     DEBLURGAN_APP_MAX_MEGAPIXELS  largest image accepted, in megapixels (default 12)
     DEBLURGAN_APP_MAX_FILE_SIZE   largest upload, e.g. "20mb" (default 20mb)
     DEBLURGAN_APP_CONCURRENCY     requests processed at once (default 2)
@@ -35,11 +35,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import gradio as gr
-from gradio.data_classes import ImageData
 from PIL import Image
 
-from deblurgan_hf import DEFAULT_MODEL, DeblurGAN
+from deblurgan_hf._extras import needs
+
+with needs("app"):
+    import gradio as gr
+    from gradio.data_classes import ImageData
+
+from deblurgan_hf import DEFAULT_MODEL, PRETRAINED_DIR, DeblurGAN
 from deblurgan_hf.inference import open_image, resolve_precision
 
 ROOT = Path(__file__).resolve().parent
@@ -76,7 +80,7 @@ class AppConfig:
 
 
 def find_models(env_value: str | None = None) -> dict[str, str]:
-    """Models to offer, name -> folder: DEBLURGAN_APP_MODELS if set, else pretrained/*/config.json.
+    """Models to offer, name -> folder: DEBLURGAN_APP_MODELS if set, else the bundled models.
 
     The default model (`DEFAULT_MODEL`) comes first when it is there.
     """
@@ -87,7 +91,7 @@ def find_models(env_value: str | None = None) -> dict[str, str]:
         if bad:
             raise FileNotFoundError(f"DEBLURGAN_APP_MODELS: {bad} hold no config.json (want save_pretrained folders)")
     else:
-        folders = sorted(p.parent for p in (ROOT / "pretrained").glob("*/config.json"))
+        folders = sorted(p.parent for p in PRETRAINED_DIR.glob("*/config.json"))
         folders.sort(key=lambda p: p != Path(DEFAULT_MODEL))
     models: dict[str, str] = {}
     for folder in folders:

@@ -22,10 +22,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
+
+from deblurgan_hf._extras import needs
+
+with needs("train"):
+    from accelerate import Accelerator
+    from accelerate.logging import get_logger
+    from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, ProjectConfiguration, set_seed
 
 from deblurgan_hf import DeblurGAN
 from deblurgan_hf.data import build_train_dataset, build_val_dataset, check_enough

@@ -4,9 +4,12 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-# The bundled CPU default model (a folder written by `save_pretrained`); see pretrained/.
-DEFAULT_MODEL = str(Path(__file__).resolve().parent.parent / "pretrained" / "nafnet-motion-s")
+# Bundled models ship inside the package (package data), so a wheel or a non-editable install
+# deblurs offline with no download; `scripts/export_default_model.py` writes them here.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+# The CPU default model: a folder written by `save_pretrained`.
+DEFAULT_MODEL = str(PRETRAINED_DIR / "nafnet-motion-s")
 
 from .modeling import DeblurGAN  # noqa: E402
 
-__all__ = ["DeblurGAN", "DEFAULT_MODEL", "__version__"]
+__all__ = ["DeblurGAN", "DEFAULT_MODEL", "PRETRAINED_DIR", "__version__"]

@@ -13,10 +13,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.filters import unsharp_mask
-from skimage.metrics import peak_signal_noise_ratio
-from skimage.restoration import richardson_lucy as _richardson_lucy
-from skimage.restoration import unsupervised_wiener
+
+from ._extras import needs
+
+with needs("eval"):
+    from skimage.filters import unsharp_mask
+    from skimage.metrics import peak_signal_noise_ratio
+    from skimage.restoration import richardson_lucy as _richardson_lucy
+    from skimage.restoration import unsupervised_wiener
 
 __all__ = [
     "BASELINES",

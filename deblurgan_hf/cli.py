@@ -76,7 +76,10 @@ def cmd_deblur(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="deblurgan", description="Blind motion deblurring (deblurgan-hf).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     deblur = sub.add_parser("deblur", help="deblur image files and folders into OUTDIR as PNG")
@@ -99,14 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["evaluate"]:
-        from .evaluation import main as evaluate_main
+    try:
+        if argv[:1] == ["evaluate"]:
+            from .evaluation import main as evaluate_main
 
-        return evaluate_main(argv[1:])
-    if argv[:1] == ["evaluate-ocr"]:
-        from .ocr import main as ocr_main
+            return evaluate_main(argv[1:])
+        if argv[:1] == ["evaluate-ocr"]:
+            from .ocr import main as ocr_main
 
-        return ocr_main(argv[1:])
+            return ocr_main(argv[1:])
+    except ModuleNotFoundError as err:
+        from ._extras import extras_providing
+
+        if not extras_providing(err.name or ""):
+            raise
+        print(f"deblurgan {argv[0]}: error: {err}", file=sys.stderr)  # the message names the extra
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

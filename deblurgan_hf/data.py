@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from ._extras import needs
 from .blur import BlurSynthesizer
 
 __all__ = [
@@ -182,7 +183,8 @@ def tensor_to_image(tensor: torch.Tensor) -> PILImage.Image:
 # ----------------------------------------------------------------------------------------------
 
 def _pairs_dataset(blur: list[str] | None, sharp: list[str], names: list[str]):
-    import datasets
+    with needs("train", "eval"):
+        import datasets
 
     data = {"sharp": sharp, "name": names}
     features = {"sharp": datasets.Image(), "name": datasets.Value("string")}
@@ -288,7 +290,8 @@ def _load_sharp_folder(root: Path, verify: bool):
 
 def _standardise(ds, label: str, blur_column: str | None, sharp_column: str, name_column: str | None):
     """Rename/validate the columns of a datasets.Dataset to blur/sharp/name Image/Image/string."""
-    import datasets
+    with needs("train", "eval"):
+        import datasets
 
     cols = list(ds.column_names)
     wanted = {"sharp": sharp_column}
@@ -319,7 +322,8 @@ def _standardise(ds, label: str, blur_column: str | None, sharp_column: str, nam
 
 def _verify_dataset(ds, label: str) -> None:
     """Open every image header (no full decode) and check pair sizes."""
-    import datasets
+    with needs("train", "eval"):
+        import datasets
 
     raw = ds.cast_column("sharp", datasets.Image(decode=False))
     if "blur" in ds.column_names:
@@ -398,7 +402,8 @@ def load_pairs(
             return _load_gopro(root, split, gopro_blur, verify)
         return _load_sharp_folder(root, verify)
 
-    import datasets
+    with needs("train", "eval"):
+        import datasets
 
     if kind == "disk":
         root = Path(spec.location).expanduser()
@@ -529,7 +534,8 @@ def _image_sizes(ds, column: str) -> list[tuple[int, int]]:
 
 
 def _load_part(source: str, split: str | None, verify: bool = True) -> _Part:
-    import datasets
+    with needs("train", "eval"):
+        import datasets
 
     ds = load_pairs(source, split=split, verify=verify)
     paired = "blur" in ds.column_names

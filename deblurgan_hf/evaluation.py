@@ -5,7 +5,7 @@ scoring with the project's PSNR and SSIM `evaluate` modules (`deblurgan_hf/metri
 equal those of anyone who saves the outputs as PNG and scores them with scikit-image. Outputs:
 `per_image.csv`, `summary.md` (also printed) and `crops.png` (blur | each method | sharp).
 
-    python -m deblurgan_hf.evaluation --model pretrained/nafnet-motion-s --data paired:../shared/data/gopro_real/val
+    python -m deblurgan_hf.evaluation --model deblurgan_hf/pretrained/nafnet-motion-s --data paired:../shared/data/gopro_real/val
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ._extras import needs
 from .baselines import BASELINES, KERNEL_BASELINES, UNSHARP_GRID, choose_unsharp, to_uint8, unsharp
 from .metrics import load_psnr, load_ssim
 
@@ -279,8 +280,9 @@ def summary_markdown(results: Sequence[MethodResult]) -> str:
 
 def _figure(rows: list[tuple[str, dict[str, np.ndarray], dict[str, float]]], columns: list[str]) -> bytes:
     """PNG bytes of a grid: one row per image, columns blur | methods | sharp, PSNR in the titles."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    with needs("eval"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
     cell = 2.4
     fig = Figure(figsize=(cell * len(columns), (cell + 0.55) * len(rows) + 0.2), dpi=110)

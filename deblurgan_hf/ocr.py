@@ -6,7 +6,7 @@ photographed page, a sign). Pages of text are rendered with PIL, each blurred wi
 seeded DeblurGAN trajectory kernel (`BlurSynthesizer("kernel")`), and read by Tesseract
 (Debian package `tesseract-ocr`) through `pytesseract`.
 
-    python -m deblurgan_hf.ocr --model pretrained/nafnet-motion-s
+    python -m deblurgan_hf.ocr --model deblurgan_hf/pretrained/nafnet-motion-s
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from ._extras import needs
 
 __all__ = ["DEFAULT_LINES", "cer", "levenshtein", "render_text", "blur_page", "read_text", "ocr_check", "main"]
 
@@ -128,7 +130,8 @@ def blur_page(page: Image.Image, *, seed: int, kernel_size: int = 21, noise: flo
 
 def read_text(image: Image.Image, *, psm: int = 6) -> str:
     """Tesseract's reading of an image (English; page segmentation mode 6: one block of text)."""
-    import pytesseract
+    with needs("eval"):
+        import pytesseract
 
     if shutil.which(pytesseract.pytesseract.tesseract_cmd) is None:
         raise FileNotFoundError("the `tesseract` program is not installed: apt-get install tesseract-ocr")

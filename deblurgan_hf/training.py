@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from ._extras import needs
+
 __all__ = [
     "build_arg_parser",
     "parse_args",
@@ -192,7 +194,8 @@ def load_config(path: str | os.PathLike, parser: argparse.ArgumentParser) -> dic
     if path.suffix == ".json":
         config = json.loads(text)
     elif path.suffix in (".yaml", ".yml"):
-        import yaml
+        with needs("train"):
+            import yaml
 
         config = yaml.safe_load(text) or {}
     else:
@@ -424,10 +427,11 @@ class MetricsLog:
 
 def plot_curves(records: Iterable[dict[str, Any]], out_png: str | os.PathLike, title: str = "") -> Path | None:
     """Loss, PSNR and SSIM against step, from `MetricsLog` records, as one PNG (written atomically)."""
-    import matplotlib
+    with needs("train"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     records = list(records)
     if not records:

@@ -1,6 +1,6 @@
 """Turn a finished training run into the bundled model folder, with a model card measured here.
 
-    python scripts/export_default_model.py --run runs/nafnet_motion_s_wide --out pretrained/nafnet-motion-s \
+    python scripts/export_default_model.py --run runs/nafnet_motion_s_wide --out deblurgan_hf/pretrained/nafnet-motion-s \
         --notes configs/nafnet_motion_s.card.md --limitations configs/nafnet_motion_s.limitations.md
 
 Loads `<run>/best` (chosen during training by real-pair validation PSNR on centre crops), evaluates

@@ -23,7 +23,7 @@ GOPRO_BLUR = DATA / "gopro_blur_only"
 
 
 def bundled_model_exists() -> bool:
-    """True once the trained default model (pretrained/nafnet-motion-s) is in the tree."""
+    """True once the trained default model (DEFAULT_MODEL, under deblurgan_hf/pretrained/) is in the tree."""
     from deblurgan_hf import DEFAULT_MODEL
 
     return (Path(DEFAULT_MODEL) / "config.json").is_file()

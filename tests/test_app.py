@@ -119,7 +119,7 @@ def test_deblur_returns_before_after_pair_and_png(client, tmp_path):
     assert f"{crop.width} x {crop.height}" in summary and " s** with " in summary
 
 
-@pytest.mark.skipif(not bundled_model_exists(), reason="pretrained/nafnet-motion-s not trained yet: only a trained model sharpens")
+@pytest.mark.skipif(not bundled_model_exists(), reason="no bundled default model yet: only a trained model sharpens")
 def test_result_sharper_than_input(client, tmp_path):
     crop = gopro_crop("000014.png", (400, 200, 784, 456))
     (_, after), _, _ = _deblur(client, _save(crop, tmp_path / "blurred.png"))

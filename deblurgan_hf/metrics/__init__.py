@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .._extras import needs
+
 __all__ = ["psnr_torch", "ssim_torch", "load_psnr", "load_ssim", "rgb_to_y", "PSNR_PATH", "SSIM_PATH"]
 
 PSNR_PATH = str(Path(__file__).resolve().parent / "psnr")
@@ -26,14 +28,16 @@ _Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
 
 def load_psnr(**kwargs):
     """The PSNR `evaluate` module of this package, loaded from its local folder (works offline)."""
-    import evaluate
+    with needs("eval"):
+        import evaluate
 
     return evaluate.load(PSNR_PATH, **kwargs)
 
 
 def load_ssim(**kwargs):
     """The SSIM `evaluate` module of this package, loaded from its local folder (works offline)."""
-    import evaluate
+    with needs("eval"):
+        import evaluate
 
     return evaluate.load(SSIM_PATH, **kwargs)
 
