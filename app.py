@@ -321,7 +321,29 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
                 download = gr.DownloadButton("Download full-resolution PNG", elem_id="download")
         examples = sorted(EXAMPLES_DIR.glob("*.png"))
         if examples:
-            gr.Examples([[str(p)] for p in examples], inputs=[image], label="Examples (real blurred GoPro frames)")
+            default = next(iter(models), None)
+
+            def deblur_example(example: dict) -> tuple[tuple[str, str], str, str]:
+                """An example with the default settings, so clicking it shows a result at once."""
+                return deblur(example, default, "", "auto", "auto", False, progress=lambda *a, **k: None)
+
+            # Lazy: each example runs once, on its first click, not all at start-up. The cache goes to
+            # a temp folder of this process rather than gradio's default .gradio/ in the working
+            # directory, where it would outlive a change of the default model and show its old results.
+            if "GRADIO_EXAMPLES_CACHE" not in os.environ:
+                cache = tempfile.mkdtemp(prefix="deblurgan-examples-")
+                atexit.register(shutil.rmtree, cache, ignore_errors=True)
+                os.environ["GRADIO_EXAMPLES_CACHE"] = cache
+            gr.Examples(
+                [[str(p)] for p in examples],
+                inputs=[image],
+                outputs=[slider, download, info] if default else None,
+                fn=deblur_example if default else None,
+                cache_examples=bool(default),
+                cache_mode="lazy",
+                preprocess=False,  # as the Deblur button: the handler decodes the upload itself
+                label="Examples (real blurred GoPro frames)",
+            )
             gr.Markdown(ATTRIBUTION)
         gr.Markdown(
             f"Limits: {config.max_file_size.upper()} per upload, {config.max_megapixels:g} megapixels per image."

@@ -248,10 +248,22 @@ def test_find_models_reads_env_and_refuses_non_model_folders(models_env, tmp_pat
 
 def test_space_folder_has_front_matter_and_runs_unchanged(models_env, tmp_path, monkeypatch):
     make_space = _import_file("make_space", ROOT / "scripts" / "make_space.py", monkeypatch)
-    out = make_space.make_space(tmp_path / "space", ["someone/nafnet-motion-s"])
+    out = make_space.make_space(tmp_path / "space", ["someone/nafnet-motion-s"], space_id="someone/deblur")
     text = (out / "README.md").read_text()
     meta = yaml.safe_load(text.split("---\n")[1])
     import gradio
+
+    # the Hub model is downloaded at build time; the API example names this Space, no placeholder
+    assert meta["preload_from_hub"] == ["someone/nafnet-motion-s"] and meta["suggested_hardware"] == "cpu-basic"
+    assert 'Client("someone/deblur")' in text and "USER" not in text
+    # CPU hardware: the CPU torch build (the default Linux wheel brings several GB of CUDA libraries)
+    requirements = (out / "requirements.txt").read_text().splitlines()
+    assert requirements[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
+    assert {r.split("==")[0]: r.split("==")[1] for r in requirements[1:]}["torch"].endswith("+cpu")
+    assert (out / "deblurgan_hf" / "pretrained").is_dir()  # the bundled models come with the package
+    gpu = make_space.make_space(tmp_path / "gpu-space", ["someone/nafnet-motion-s"], space_id="someone/deblur",
+                                hardware="t4-small")
+    assert "+cpu" not in (gpu / "requirements.txt").read_text()
 
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio.__version__
     assert meta["app_file"] == "app.py" and (out / meta["app_file"]).read_bytes() == (ROOT / "app.py").read_bytes()
@@ -260,7 +272,7 @@ def test_space_folder_has_front_matter_and_runs_unchanged(models_env, tmp_path, 
     assert "gradio" not in (out / "requirements.txt").read_text()  # the Space's sdk_version provides it
     assert "CC BY 4.0" in text and (out / "examples" / "ATTRIBUTION.md").is_file()
     with pytest.raises(FileExistsError):
-        make_space.make_space(out, ["someone/nafnet-motion-s"])
+        make_space.make_space(out, ["someone/nafnet-motion-s"], space_id="someone/deblur")
 
     crop = _save(gopro_crop(box=(0, 0, 96, 64)), tmp_path / "small.png")
     with serve_app(models_env, tmp_path / "space.log", app_dir=out) as srv:

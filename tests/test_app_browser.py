@@ -131,6 +131,15 @@ def test_example_click_then_deblur(page):
     _screenshot(page, "app_browser_example.png")
 
 
+def test_clicking_an_example_shows_its_result(page):
+    """Examples are cached lazily: the first click runs the default model, without pressing Deblur."""
+    page.locator("[data-testid=gallery] img, .gallery img").nth(1).click()  # second example: 640x360
+    images = _wait_for_two_slider_images(page)
+    assert [(i["w"], i["h"]) for i in images] == [(640, 360), (640, 360)]
+    assert "640 x 360 px" in page.locator("#result-info").inner_text()
+    _screenshot(page, "app_browser_example_result.png")
+
+
 def test_bad_upload_shows_readable_error_then_next_upload_works(page, tmp_path):
     bad = tmp_path / "holiday.png"
     bad.write_bytes(b"not a picture at all\n" * 50)
