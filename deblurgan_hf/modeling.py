@@ -24,11 +24,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from .cards import GENERATOR_PAPERS, project_urls
 from .models import build_critic, build_generator
 
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle")
 _CARD_TEMPLATE = (Path(__file__).resolve().parent / "model_card.md").read_text(encoding="utf-8")
+_URLS = project_urls()  # pyproject [project.urls], read from the installed package metadata
 
 
 class DeblurGAN(
@@ -39,6 +41,9 @@ class DeblurGAN(
     pipeline_tag="image-to-image",
     tags=["image-deblurring", "motion-deblurring", "deblurgan", "image-restoration"],
     model_card_template=_CARD_TEMPLATE,
+    repo_url=_URLS.get("Repository"),
+    docs_url=_URLS.get("Documentation"),
+    paper_url=_URLS.get("Paper"),
 ):
     """A deblurring generator with an optional critic.
 
@@ -87,38 +92,51 @@ class DeblurGAN(
         overlap: int = 32,
         precision: str = "auto",
         progress: Callable[[int, int], None] | None = None,
+        compile: bool = False,
     ) -> Any:
         """Deblur one image and return it as the same kind (PIL in, PIL out; a path gives PIL).
+
+        Runs on the model's device (`model.to("cuda")` first to use a GPU); the image goes there
+        and the result comes back as the caller's kind (a tensor on its own device and dtype). The
+        model is left as found: same device, weights and memory format, training flags restored.
 
         Args:
             image: PIL image, numpy array (HxW, HxWx3, HxWx4; uint8, uint16 or float in [0, 1]),
                 torch tensor ((3,H,W) or (N,3,H,W) float in [0, 1]) or a file path.
             tile: tile size in pixels; None picks whole-image or tiles by image size; 0 never tiles.
             overlap: overlap between tiles in pixels (blended, so seams do not show).
-            precision: "fp32", "bf16" (autocast + channels_last) or "auto" (bf16 on CPUs with native bf16 for
-                generator families measured to lose < 0.05 dB in it, else fp32; `inference.resolve_precision`).
+            precision: "fp32", "bf16" (autocast + channels_last), "fp16" (GPU only) or "auto" (bf16 where the
+                device has native bf16, for generator families measured to lose < 0.05 dB in it, else fp32;
+                `inference.resolve_precision`).
             progress: called as progress(done_tiles, total_tiles) after each tile.
+            compile: run the forward through `torch.compile`: the first call per image size compiles
+                (a minute or more on a CPU; cached on disk for later processes), later calls are faster.
         """
         from .inference import deblur_image
 
-        return deblur_image(self, image, tile=tile, overlap=overlap, precision=precision, progress=progress)
+        return deblur_image(self, image, tile=tile, overlap=overlap, precision=precision, progress=progress,
+                            compile=compile)
 
     def num_parameters(self, module: nn.Module | None = None) -> int:
         return sum(p.numel() for p in (module or self.generator).parameters())
 
     def generate_model_card(self, *args, **kwargs):
-        """Render `model_card.md`; `eval_results` (a list of `huggingface_hub.EvalResult`) go into
-        the card's `model-index` metadata, where the Hub shows them and `ModelCard.load` reads them."""
+        """Render `model_card.md` with Hub metadata: `eval_results` (a list of `huggingface_hub.EvalResult`)
+        go into the `model-index`, where the Hub shows them and `ModelCard.load` reads them; `datasets`
+        and `base_model` (Hub ids, see `deblurgan_hf.cards`) into the metadata the Hub links."""
         eval_results = kwargs.pop("eval_results", None)
+        lineage = {key: kwargs.pop(key) for key in ("datasets", "base_model") if kwargs.get(key)}
         kwargs.setdefault("generator", self.generator_name)
         kwargs.setdefault("generator_kwargs", json.dumps(self._hub_mixin_config["generator_kwargs"]))
+        kwargs.setdefault("generator_paper", GENERATOR_PAPERS.get(self.generator_name))
         kwargs.setdefault("num_parameters", f"{self.num_parameters():,}")
         kwargs.setdefault("has_critic", self.critic is not None)
         card = super().generate_model_card(*args, **kwargs)
+        # A copy: the class-level card data is shared by every instance.
+        data = {**card.data.to_dict(), "metrics": ["psnr", "ssim"], **lineage}
         if eval_results:
-            # A copy: the class-level card data is shared by every instance.
-            card.data = ModelCardData(**card.data.to_dict(), eval_results=list(eval_results),
-                                      model_name=kwargs.get("model_name") or self.generator_name)
+            data.update(eval_results=list(eval_results), model_name=kwargs.get("model_name") or self.generator_name)
+        card.data = ModelCardData(**data)
         return card
 
     @classmethod

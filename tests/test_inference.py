@@ -172,3 +172,105 @@ def test_auto_precision_is_bf16_only_where_measured_safe(small_model):
     resnet = DeblurGAN("resnet", {"width": 8, "n_blocks": 1})
     assert resolve_precision("auto", resnet) == "fp32"  # not measured: stays exact
     assert resolve_precision("fp32", small_model) == "fp32"
+
+
+def test_deblur_leaves_the_callers_model_as_it_found_it(real_crop):
+    """deblur(precision="bf16") used to convert the caller's model to channels_last and leave it in
+    eval mode; on AVX2 CPUs fp32 channels_last convs then differed in the last bit from contiguous
+    ones, so bit-exact comparisons that ran after it failed (issue 12)."""
+    torch.manual_seed(0)
+    model = scrambled_(DeblurGAN("nafnet", {"width": 8, "enc_blocks": [1], "dec_blocks": [1], "middle_blocks": 1}))
+    model.train()
+    model.generator.encoders.eval()  # partly frozen: each module's own flag must come back
+    modes = {name: m.training for name, m in model.named_modules()}
+    x = torch.from_numpy(real_crop).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        before = model(x)
+    for precision in ("bf16", "fp32", "auto"):
+        model.deblur(real_crop, precision=precision)
+        assert all(p.is_contiguous() for p in model.parameters()), precision
+        assert {name: m.training for name, m in model.named_modules()} == modes, precision
+        assert {p.device.type for p in model.parameters()} == {"cpu"}
+    with torch.inference_mode():
+        assert torch.equal(model(x), before)
+
+
+def test_deblur_restores_modes_when_the_model_raises(real_crop):
+    model = DeblurGAN("nafnet", {"width": 8, "enc_blocks": [1], "dec_blocks": [1], "middle_blocks": 1}).train()
+
+    def out_of_memory(_module, _args):
+        raise RuntimeError("can't allocate memory")
+
+    model.generator.register_forward_pre_hook(out_of_memory)
+    with pytest.raises(RuntimeError, match="allocate"):
+        model.deblur(real_crop)
+    assert all(m.training for m in model.modules())
+
+
+def test_tensor_output_keeps_its_dtype_and_device(small_model, real_crop):
+    x = torch.from_numpy(real_crop).permute(2, 0, 1).float() / 255
+    ref = small_model.deblur(x)
+    for dtype in (torch.float64, torch.bfloat16, torch.float16):
+        out = small_model.deblur(x.to(dtype))
+        assert out.dtype == dtype and out.device == x.device and out.shape == x.shape
+        assert (out.float() - ref).abs().max() < 0.02
+
+
+# The two flag sets of this workplace's CPUs (from /proc/cpuinfo, trimmed).
+AVX2_FLAGS = "flags : fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi1 bmi2"
+AVX512_BF16_FLAGS = AVX2_FLAGS + " avx512f avx512dq avx512bw avx512vl avx512_vnni avx512_bf16"
+
+
+def test_auto_precision_follows_the_cpu_flags(small_model, monkeypatch):
+    """On AVX2 bf16 is emulated and slower than fp32, so "auto" must stay fp32 there."""
+    from deblurgan_hf import inference
+
+    assert inference.cpuinfo_has_native_bf16(AVX512_BF16_FLAGS)
+    assert inference.cpuinfo_has_native_bf16(AVX2_FLAGS + " amx_bf16 amx_tile")
+    assert not inference.cpuinfo_has_native_bf16(AVX2_FLAGS)
+    assert not inference.cpuinfo_has_native_bf16(AVX2_FLAGS + " avx512f avx512bw")  # AVX-512 without bf16
+    for flags, expected in ((AVX2_FLAGS, "fp32"), (AVX512_BF16_FLAGS, "bf16")):
+        monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda f=flags: inference.cpuinfo_has_native_bf16(f))
+        assert inference.resolve_precision("auto", small_model) == expected
+        assert inference.resolve_precision("auto", DeblurGAN("resnet", {"width": 8, "n_blocks": 1})) == "fp32"
+        assert inference.resolve_precision("bf16", small_model) == "bf16"  # asked for: given, if slow
+
+
+def test_fp16_is_refused_on_the_cpu_with_the_alternatives(small_model):
+    with pytest.raises(ValueError, match="precision='fp16': for CUDA and MPS devices only.*fp32 or bf16"):
+        small_model.deblur(np.zeros((8, 8, 3), np.uint8), precision="fp16")
+
+
+def _accelerators() -> list:
+    return [
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+        pytest.param("mps", marks=pytest.mark.skipif(not torch.backends.mps.is_available(), reason="no MPS device")),
+    ]
+
+
+@pytest.mark.parametrize("device", _accelerators())
+def test_deblur_runs_on_the_models_device(small_model, real_crop, device):
+    """model.to(device) then deblur: the forward sees device tensors, results come back as given."""
+    import copy
+
+    model = copy.deepcopy(small_model).to(device)
+    seen = []
+    model.generator.register_forward_pre_hook(lambda _m, args: seen.append(args[0].device.type))
+    pil = model.deblur(Image.fromarray(real_crop), precision="fp32")
+    assert isinstance(pil, Image.Image) and seen == [device]
+    assert psnr(np.asarray(pil), np.asarray(small_model.deblur(real_crop, precision="fp32"))) > 45
+    x = torch.from_numpy(real_crop).permute(2, 0, 1).float() / 255
+    assert model.deblur(x).device.type == "cpu"  # a CPU tensor comes back on the CPU
+    assert model.deblur(x.to(device)).device.type == device
+    tiled = model.deblur(real_crop, tile=64, overlap=16, precision="auto")  # tiles cut and blended there
+    assert tiled.shape == real_crop.shape and set(seen) == {device}
+    assert {p.device.type for p in model.parameters()} == {device}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_auto_precision_on_cuda(small_model):
+    from deblurgan_hf.inference import resolve_precision
+
+    expected = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
+    assert resolve_precision("auto", small_model, "cuda") == expected
+    assert resolve_precision("fp16", small_model, "cuda") == "fp16"
