@@ -32,6 +32,7 @@ with needs("train"):
     from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, ProjectConfiguration, set_seed
 
 from deblurgan_hf import DeblurGAN
+from deblurgan_hf.cards import base_model_id, hub_datasets
 from deblurgan_hf.data import build_train_dataset, build_val_dataset, check_enough
 from deblurgan_hf.losses import build_adversarial_loss, build_content_loss, build_perceptual_loss, fft_loss
 from deblurgan_hf.metrics import psnr_torch
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{args.gradient_accumulation_steps} accumulation, {args.crop_size}px crops). "
                   f"Options:\n\n```json\n{json.dumps(recipe_dict(args), indent=2)}\n```")
         kwargs = {"model_name": args.model_name, "metrics": shown, "recipe": recipe, "command": command_line(),
-                  "training_data": args.training_data or "Sources: " + ", ".join(f"`{s}`" for s in args.train_sources)}
+                  "training_data": args.training_data or "Sources: " + ", ".join(f"`{s}`" for s in args.train_sources),
+                  "datasets": hub_datasets(args.train_sources), "base_model": base_model_id(args.init_from)}
         if metrics and "val_psnr" in metrics:  # the card's model-index metadata (shown by the Hub)
             kwargs["eval_results"] = validation_eval_results(metrics, args.val_sources, args.val_center_crop,
                                                              args.val_max_images)

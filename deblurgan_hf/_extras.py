@@ -32,12 +32,12 @@ def needs(*extras: str) -> Iterator[None]:
     try:
         yield
     except ModuleNotFoundError as err:
-        name = err.name or ""
-        wanted = [e for e in extras if e in extras_providing(name)]
+        top = (err.name or "").partition(".")[0]
+        wanted = [e for e in extras if e in extras_providing(top)]
         if not wanted:
             raise
         how = " or ".join(f"pip install 'deblurgan-hf[{e}]'" for e in wanted)
         raise ModuleNotFoundError(
-            f"No module named {name!r}: it comes with deblurgan-hf's [{'] or ['.join(wanted)}] extra; {how}",
-            name=name,
+            f"No module named {top!r}: it comes with deblurgan-hf's [{'] or ['.join(wanted)}] extra; {how}",
+            name=top,
         ) from err

@@ -563,16 +563,21 @@ def export_model(model: Any, out_dir: str | os.PathLike, *, card_kwargs: dict[st
 
 def validation_eval_results(metrics: dict[str, float], val_sources: Sequence[str], center_crop: int | None,
                             max_images: int | None) -> list:
-    """`huggingface_hub.EvalResult`s (PSNR, SSIM on uint8 RGB) for the model card's model-index."""
+    """`huggingface_hub.EvalResult`s (PSNR, SSIM on uint8 RGB) for the model card's model-index.
+
+    The Hub files a result under its data set's Hub id and split (`cards.eval_dataset`), never a local path.
+    """
     from huggingface_hub import EvalResult
 
-    where = ", ".join(val_sources)
+    from .cards import eval_dataset
+
+    dataset = eval_dataset(val_sources)
     how = (f"{center_crop}px centre crops" if center_crop else "full images") + (
         f", first {max_images} images" if max_images else "")
     return [
-        EvalResult(task_type="image-to-image", task_name="Motion deblurring", dataset_type=where,
-                   dataset_name=f"{where} ({how})", dataset_split="validation", metric_type=metric,
-                   metric_name=name, metric_value=round(float(metrics[key]), 4))
+        EvalResult(task_type="image-to-image", task_name="Motion deblurring", dataset_type=dataset.id,
+                   dataset_name=f"{dataset.name or dataset.id} ({how})", dataset_split=dataset.split,
+                   metric_type=metric, metric_name=name, metric_value=round(float(metrics[key]), 4))
         for key, metric, name in (("val_psnr", "psnr", "PSNR (dB, RGB)"), ("val_ssim", "ssim", "SSIM (RGB)"))
         if key in metrics
     ]

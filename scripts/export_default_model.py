@@ -26,7 +26,6 @@ KODAK = f"sharp:{DATA / 'sharp' / 'kodak24'}"
 RECIPE_KEYS = ("init_from", "generator", "generator_kwargs", "crop_size", "train_batch_size", "real_fraction", "blur",
                "content_loss", "fft_weight", "optimizer", "learning_rate", "lr_scheduler", "max_train_steps",
                "mixed_precision", "seed")
-DATASET_NAME = "GoPro real pairs, GOPR0384_11_05 (11 pairs, 1280x720)"
 
 TRAINING_DATA = """\
 - **Urban100** (J.-B. Huang, A. Singh, N. Ahuja, "Single Image Super-Resolution from Transformed
@@ -56,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from huggingface_hub import EvalResult
 
     from deblurgan_hf import DeblurGAN
+    from deblurgan_hf.cards import base_model_id, eval_dataset, hub_datasets
     from deblurgan_hf.evaluation import PairSource, baseline_methods, model_method, run_evaluation, summary_markdown
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -113,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics[f"PSNR on {key}, this model fp32 (dB)"] = f"{summary_k['model fp32']['psnr']:.2f}"
         if blur == "kernel":
             metrics[f"PSNR on {key}, blurred input (dB)"] = f"{summary_k['identity']['psnr']:.2f}"
+    val_dataset = eval_dataset([args.val])
     eval_results = [
-        EvalResult(task_type="image-to-image", task_name="Motion deblurring", dataset_type="gopro-real-val",
-                   dataset_name=DATASET_NAME if args.val == VAL else args.val, metric_type=kind, metric_name=f"{kind.upper()} (uint8 RGB, full frame, fp32)",
+        EvalResult(task_type="image-to-image", task_name="Motion deblurring", dataset_type=val_dataset.id,
+                   dataset_name=f"{val_dataset.name or val_dataset.id}, full frames", dataset_split=val_dataset.split,
+                   metric_type=kind, metric_name=f"{kind.upper()} (uint8 RGB, full frame, fp32)",
                    metric_value=round(float(summary["model fp32"][kind]), 4 if kind == "ssim" else 3))
         for kind in ("psnr", "ssim")
     ]
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 + (" --wall-minutes " + " ".join(f"{m:g}" for m in args.wall_minutes) if args.wall_minutes else ""),
         metrics=metrics,
         eval_results=eval_results,
+        datasets=hub_datasets([s for _, recipe in stages for s in recipe.get("train_sources") or []]),
+        base_model=base_model_id(stages[0][1].get("init_from")),
         extra=extra,
         limitations=Path(args.limitations).read_text().strip() if args.limitations else None,
     )

@@ -14,6 +14,7 @@ from PIL import Image
 
 from conftest import DATA
 from deblurgan_hf import DEFAULT_MODEL, DeblurGAN
+from deblurgan_hf.cards import GOPRO_DATASET
 
 VAL = DATA / "gopro_real" / "val"
 
@@ -56,7 +57,8 @@ def test_card_psnr_matches_a_fresh_evaluation(model):
     from deblurgan_hf.evaluation import PairSource, model_method, run_evaluation
 
     card = ModelCard.load(Path(DEFAULT_MODEL) / "README.md")
-    claimed = {r.metric_type: r.metric_value for r in card.data.eval_results if r.dataset_type == "gopro-real-val"}
+    claimed = {r.metric_type: r.metric_value for r in card.data.eval_results
+               if (r.dataset_type, r.dataset_split) == (GOPRO_DATASET, "test")}
     [result] = run_evaluation(PairSource(f"paired:{VAL}"), [model_method(DEFAULT_MODEL, precision="fp32")], progress=False)
     assert len(result.images) == 11
     assert abs(float(np.mean(result.psnr)) - claimed["psnr"]) <= 0.05
