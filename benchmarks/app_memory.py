@@ -53,4 +53,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _results import recorded
+
+    with recorded("app-memory"):
+        main()

@@ -119,4 +119,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _results import recorded
+
+    with recorded(f"data-{sys.argv[1] if len(sys.argv) > 1 else 'help'}", skip_flags=("-h", "--help")):
+        main()

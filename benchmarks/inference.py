@@ -83,4 +83,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _results import recorded
+
+    with recorded("inference", skip_flags=("--case", "-h", "--help")):
+        main()

@@ -128,4 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
-    main()
+    from _results import recorded
+
+    with recorded("models", skip_flags=("--worker", "-h", "--help")):
+        main()

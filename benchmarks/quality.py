@@ -78,4 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _results import recorded
+
+    with recorded("quality", skip_flags=("-h", "--help")):
+        code = main()
+    sys.exit(code)

@@ -89,4 +89,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _results import recorded
+
+    with recorded("training", skip_flags=("-h", "--help")):
+        main()
