@@ -17,6 +17,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +40,13 @@ TRAINING_DATA = """\
 - Validation (never trained on): the 11 real pairs of sequence GOPR0384_11_05."""
 
 
+def _machine() -> str:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _results import machine
+
+    return machine()
+
+
 def training_stages(run: Path) -> list[tuple[Path, dict]]:
     """The chain of runs that made `run`, first stage first: each stage's `init_from` names the previous."""
     stages = []
@@ -54,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     from huggingface_hub import EvalResult
 
-    from deblurgan_hf import DeblurGAN
+    from deblurgan_hf import PRETRAINED_DIR, DeblurGAN
     from deblurgan_hf.cards import base_model_id, eval_dataset, hub_datasets
     from deblurgan_hf.evaluation import PairSource, baseline_methods, model_method, run_evaluation, summary_markdown
 
@@ -68,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kodak", default=KODAK, help="sharp photos for the mild-blur and no-blur rows")
     parser.add_argument("--wall-minutes", type=float, nargs="+", default=None,
                         help="training wall-clock minutes of each stage, first stage first, for the card")
+    parser.add_argument("--results", default=None,
+                        help="also write the figures to DIR/<out name>.md (default: docs/results for a bundled "
+                             "model, i.e. --out under deblurgan_hf/pretrained; nothing for other folders)")
     args = parser.parse_args(argv)
 
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    at_start = _machine()
     run, src = Path(args.run), Path(args.run) / args.checkpoint
     stages = training_stages(run)
     if args.wall_minutes is not None and len(args.wall_minutes) != len(stages):
@@ -181,6 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(eval_dir, ignore_errors=True)
     print(summary_markdown(results))
     print(f"\nwrote {out}")
+    results_dir = args.results
+    if results_dir is None and out.resolve().parent == PRETRAINED_DIR.resolve():
+        results_dir = str(REPO / "docs" / "results")
+    if results_dir:
+        # The bundled model's figures in the docs are this file, so they are never typed twice.
+        from _results import header
+
+        shown = "\n".join(f"| {name} | {value} |" for name, value in metrics.items())
+        path = Path(results_dir) / f"{out.name}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header(card["command"].splitlines()[-1], started, at_start)
+                        + f"# {card['model_name']}\n\n| metric | value |\n|---|---|\n{shown}\n\n"
+                        + extra[: len(extra) - len(notes)].rstrip() + "\n", encoding="utf-8")
+        print(f"wrote {path}")
     return 0
 
 
