@@ -1,11 +1,15 @@
-"""The `deblurgan` command: `deblurgan deblur ...` over files and folders, `deblurgan evaluate ...`."""
+"""The `deblurgan` command: `deblurgan deblur ...` over files and folders, `deblurgan evaluate ...`,
+`deblurgan export ...`."""
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Callable
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -44,15 +48,91 @@ def save_atomic(image, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def pick_device(name: str) -> str:
+    """--device value -> a torch device name; "auto" is CUDA, else Apple MPS, else the CPU."""
+    import torch
+
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if name == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if name not in available:
+        raise ValueError(f"--device {name!r}: allowed values are auto, {', '.join(available)}")
+    if not available[name]:
+        raise ValueError(f"--device {name}: no {name.upper()} device here (torch sees none); use --device cpu or auto")
+    return name
+
+
+def deblur_files(
+    todo: list[tuple[Path, Path]],
+    deblur: Callable[[Any], Any],
+    *,
+    on_done: Callable[[Path, str | None], None],
+    read_ahead: int = 2,
+    writers: int = 2,
+) -> None:
+    """Decode ahead and encode behind in threads while `deblur` runs here, one image at a time.
+
+    PIL releases the GIL while it decodes and compresses, so the model (which also runs outside
+    the GIL) is not kept waiting on files. `on_done(src, error or None)` is called once per file,
+    in order of completion; unreadable inputs and unwritable outputs (ValueError, OSError) are
+    reported there and the others go on. At most `read_ahead` decoded inputs and 2 x `writers`
+    results wait in memory at any time.
+    """
+    from .inference import open_image
+
+    queue = iter(todo)
+    decoding: collections.deque[tuple[Path, Path, Future]] = collections.deque()
+    encoding: collections.deque[tuple[Path, Future]] = collections.deque()
+    read_pool = ThreadPoolExecutor(max_workers=read_ahead, thread_name_prefix="decode")
+    write_pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="encode")
+
+    def decode_next() -> None:
+        for src, dst in queue:
+            decoding.append((src, dst, read_pool.submit(open_image, src)))
+            return
+
+    def finish_writes(wait_for_one: bool) -> None:
+        while encoding and (wait_for_one or encoding[0][1].done()):
+            src, future = encoding.popleft()
+            error = future.exception()
+            if error is not None and not isinstance(error, (ValueError, OSError)):
+                raise error
+            on_done(src, None if error is None else str(error))
+            wait_for_one = False
+
+    try:
+        for _ in range(read_ahead):
+            decode_next()
+        while decoding:
+            src, dst, future = decoding.popleft()
+            decode_next()
+            try:
+                result = deblur(future.result())
+            except (ValueError, OSError) as err:
+                on_done(src, str(err))
+                continue
+            encoding.append((src, write_pool.submit(save_atomic, result, dst)))
+            del result
+            finish_writes(wait_for_one=len(encoding) > 2 * writers)
+        while encoding:
+            finish_writes(wait_for_one=True)
+    finally:
+        # On an error or Ctrl-C: drop queued work; writes already running finish (atomically).
+        read_pool.shutdown(wait=True, cancel_futures=True)
+        write_pool.shutdown(wait=True, cancel_futures=True)
+
+
 def cmd_deblur(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
     from . import DEFAULT_MODEL, DeblurGAN
-    from .inference import open_image
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.io_threads < 1:
+        raise ValueError(f"--io-threads {args.io_threads}: must be at least 1")
+    device = pick_device(args.device)
     jobs = collect_inputs(args.inputs, args.recursive)
     if not jobs:
         print(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})", file=sys.stderr)
@@ -60,16 +140,21 @@ def cmd_deblur(args: argparse.Namespace) -> int:
     outdir = Path(args.output)
     todo = [(src, outdir / rel) for src, rel in jobs if args.overwrite or not (outdir / rel).exists()]
     skipped = len(jobs) - len(todo)
-    model = DeblurGAN.from_pretrained(args.model or DEFAULT_MODEL)
+    model = DeblurGAN.from_pretrained(args.model or DEFAULT_MODEL).to(device)
     failed: list[tuple[Path, str]] = []
-    for src, dst in tqdm(todo, desc="deblurring", unit="img"):
-        try:
-            image = open_image(src)
-            result = model.deblur(image, tile=args.tile, overlap=args.overlap, precision=args.precision)
-            save_atomic(result, dst)
-        except (ValueError, OSError) as err:
-            failed.append((src, str(err)))
-            tqdm.write(f"FAILED {src}: {err}", file=sys.stderr)
+    bar = tqdm(total=len(todo), desc="deblurring", unit="img")
+
+    def on_done(src: Path, error: str | None) -> None:
+        if error is not None:
+            failed.append((src, error))
+            tqdm.write(f"FAILED {src}: {error}", file=sys.stderr)
+        bar.update()
+
+    def deblur(image: Any) -> Any:
+        return model.deblur(image, tile=args.tile, overlap=args.overlap, precision=args.precision, compile=args.compile)
+
+    with bar:
+        deblur_files(todo, deblur, on_done=on_done, read_ahead=args.io_threads, writers=args.io_threads)
     done = len(todo) - len(failed)
     print(f"{done} deblurred into {outdir}, {skipped} kept (already there; --overwrite to redo), {len(failed)} failed")
     return 1 if failed else 0
@@ -88,8 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     deblur.add_argument("--model", default=None, help="model folder or Hub repo id (default: the bundled model)")
     deblur.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: by image size; 0: never tile)")
     deblur.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
-    deblur.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    deblur.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                        help="auto: bf16 where the device has native bf16 and it was measured accurate, else fp32; fp16: GPU only")
+    deblur.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where the model runs (default auto: CUDA, else Apple MPS, else the CPU)")
+    deblur.add_argument("--compile", action="store_true",
+                        help="torch.compile the model: the first image of each size compiles (a minute or more on a CPU, "
+                             "cached on disk for later runs), the others run faster")
     deblur.add_argument("--threads", type=int, default=0, help="torch threads (default: the machine's cores)")
+    deblur.add_argument("--io-threads", type=int, default=2,
+                        help="threads decoding inputs ahead and, as many again, encoding outputs behind the model (default 2)")
     deblur.add_argument("--recursive", action="store_true", help="descend into sub-folders (kept in OUTDIR)")
     deblur.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
     deblur.set_defaults(func=cmd_deblur)
@@ -97,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Parsed by their own modules (see main); listed here so `deblurgan --help` shows them.
     sub.add_parser("evaluate", help="PSNR/SSIM of models and baselines on paired data", add_help=False)
     sub.add_parser("evaluate-ocr", help="OCR character error rate on sharp, blurred and deblurred text", add_help=False)
+    sub.add_parser("export", help="export a model's generator as ONNX (deblurgan export --help)", add_help=False)
     return parser
 
 
@@ -111,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             from .ocr import main as ocr_main
 
             return ocr_main(argv[1:])
+        if argv[:1] == ["export"]:
+            from .export import main as export_main
+
+            return export_main(argv[1:])
     except ModuleNotFoundError as err:
         from ._extras import extras_providing
 
