@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: setup system-deps demo test bench
+.PHONY: setup system-deps demo test test-fast bench
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,8 +24,13 @@ system-deps:
 demo: $(STAMP)
 	$(PY) app.py
 
+# The full suite, as CI runs it (.ci/run).
 test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick loop: everything but the slow and the browser tests.
+test-fast: $(STAMP) system-deps
+	$(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/models.py
