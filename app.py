@@ -35,6 +35,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+try:  # Hugging Face ZeroGPU Spaces: a GPU is attached only while a spaces.GPU function runs
+    import spaces  # imported before torch, as ZeroGPU asks
+except ImportError:
+    spaces = None
+import torch
 from PIL import Image
 
 from deblurgan_hf._extras import needs
@@ -99,10 +104,19 @@ def find_models(env_value: str | None = None) -> dict[str, str]:
     return models
 
 
+# CUDA when there is one (on ZeroGPU Spaces torch reports it from the start and attaches it per call).
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def on_gpu(fn):
+    """`spaces.GPU(fn)` where the `spaces` package is importable (a no-op off ZeroGPU), else `fn`."""
+    return fn if spaces is None else spaces.GPU(fn)
+
+
 @functools.lru_cache(maxsize=4)
 def load_model(source: str) -> DeblurGAN:
-    """Load a model folder or Hub id once; later requests reuse it (failures are not cached)."""
-    return DeblurGAN.from_pretrained(source)
+    """Load a model folder or Hub id onto DEVICE once; later requests reuse it (failures are not cached)."""
+    return DeblurGAN.from_pretrained(source).to(DEVICE)
 
 
 def _refuse_if_too_large(source: str | bytes, max_megapixels: float) -> None:
@@ -323,6 +337,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         if examples:
             default = next(iter(models), None)
 
+            @on_gpu
             def deblur_example(example: dict) -> tuple[tuple[str, str], str, str]:
                 """An example with the default settings, so clicking it shows a result at once."""
                 return deblur(example, default, "", "auto", "auto", False, progress=lambda *a, **k: None)
@@ -349,7 +364,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
             f"Limits: {config.max_file_size.upper()} per upload, {config.max_megapixels:g} megapixels per image."
         )
         run.click(
-            deblur,
+            on_gpu(deblur),
             inputs=[image, model, hub_id, tile, precision, downscale],
             outputs=[slider, download, info],
             api_name="deblur",

@@ -279,3 +279,29 @@ def test_space_folder_has_front_matter_and_runs_unchanged(models_env, tmp_path, 
         (before, after), _, _ = _deblur(Client(srv.url, verbose=False), crop)
     with Image.open(after) as a:
         assert a.size == (96, 64)
+
+
+def test_inference_is_wrapped_in_spaces_gpu_when_spaces_is_importable(models_env, tmp_path, monkeypatch):
+    """On a ZeroGPU Space a GPU is attached only inside spaces.GPU functions: both handlers that run
+    the model go through it; the model sits on CUDA when torch sees one, else on the CPU."""
+    import types
+
+    import torch
+
+    wrapped: list[str] = []
+    fake = types.ModuleType("spaces")
+
+    def gpu(fn):
+        wrapped.append(fn.__name__)
+        return fn
+
+    fake.GPU = gpu
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    for key, value in models_env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.syspath_prepend(str(ROOT))
+    app = _import_file("app_with_spaces", ROOT / "app.py", monkeypatch)
+    assert "deblur" in wrapped and ("deblur_example" in wrapped) == bool(app.find_models())
+    assert app.DEVICE == ("cuda" if torch.cuda.is_available() else "cpu")
+    model = app.load_model(next(iter(app.find_models().values())))
+    assert {p.device.type for p in model.parameters()} == {app.DEVICE}
