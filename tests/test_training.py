@@ -392,3 +392,19 @@ def test_export_script_cards_a_two_stage_chain(tmp_path, tiny_data):
     rows = list(csv.DictReader((out / "validation_per_image.csv").open()))
     fp32 = [float(r["psnr"]) for r in rows if r["method"] == "model fp32"]
     assert len(fp32) == 2 and claimed["psnr"] == pytest.approx(sum(fp32) / 2, abs=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("mixed_precision", ["bf16", "fp16"])
+def test_trains_on_cuda_with_mixed_precision(tmp_path, tiny_data, mixed_precision):
+    """Accelerate places everything: generator, critic, VGG perceptual loss, gradient penalty."""
+    if mixed_precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    out = tmp_path / "run"
+    config = base_config(tiny_data, generator="resnet", generator_kwargs=TINY_MODELS["resnet"],
+                         **{**GENERATOR_RECIPES["resnet"], "mixed_precision": mixed_precision})
+    run_training(tmp_path, config, "--output_dir", str(out))
+    per_step = losses(read_log(out))
+    assert sorted(per_step) == [1, 2, 3]
+    assert all(math.isfinite(v) for terms in per_step.values() for v in terms.values())
+    assert all("loss/perceptual" in t for t in per_step.values())
