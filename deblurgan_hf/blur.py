@@ -230,10 +230,32 @@ def apply_kernel(images: torch.Tensor, kernels: torch.Tensor, *, border: str = "
         weight = k.flip(-2, -1).repeat_interleave(c, dim=0).unsqueeze(1)  # conv2d correlates: flip
         out = F.conv2d(xp.reshape(1, n * c, *xp.shape[-2:]), weight, groups=n * c).view(n, c, h, w)
     else:
-        ph, pw = xp.shape[-2:]
-        spec = torch.fft.rfft2(xp, s=(ph, pw)) * torch.fft.rfft2(k, s=(ph, pw)).unsqueeze(1)
-        out = torch.fft.irfft2(spec, s=(ph, pw))[..., kh - 1 : kh - 1 + h, kw - 1 : kw - 1 + w]
+        out = _fft_convolve(xp, k.unsqueeze(1))[..., kh - 1 : kh - 1 + h, kw - 1 : kw - 1 + w]
     return out.squeeze(0) if squeeze else out
+
+
+def _fast_len(n: int) -> int:
+    """Smallest length >= n with no prime factor above 5: FFTs of sizes like 4 x 163 are 5x slower."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+def _fft_convolve(padded: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Full linear convolution of (N,C,H,W) with (N or M,1 or C,k,k) by one FFT of the images.
+
+    Output (N or M,C,H,W) is indexed like the input: take ``[k-1 : k-1+h]`` for a same-size result
+    of an input padded by the kernel.
+    """
+    ph, pw = padded.shape[-2:]
+    size = (_fast_len(ph), _fast_len(pw))
+    spec = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(kernels, s=size)
+    return torch.fft.irfft2(spec, s=size)[..., :ph, :pw]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -624,7 +646,7 @@ def kernel_from_path(points: torch.Tensor) -> torch.Tensor:
 
 def kernel_support(kernel: torch.Tensor) -> int:
     """Longer side, in pixels, of the bounding box of a kernel's non-zero weights."""
-    ys, xs = torch.nonzero(kernel > 0, as_tuple=True)
+    ys, xs = torch.nonzero(torch.as_tensor(kernel) > 0, as_tuple=True)
     return int(max(ys.max() - ys.min(), xs.max() - xs.min())) + 1
 
 
@@ -731,8 +753,8 @@ def camera_shake_blur(
     top, left, out_h, out_w = (0, 0, h, w) if output_box is None else output_box
     outs, kernels, sizes, rolls = [], [], [], []
     for i in range(n):
-        # the bilinear splat adds up to one pixel to the path's span: aim one below the drawn size
-        extent = max(_log_uniform(generator, s_lo, s_hi) - 1, 0.0)
+        # a path spanning e pixels splats onto floor(e) + 1 or + 2 of them: e in [lo - 1, hi - 2]
+        extent = _log_uniform(generator, max(s_lo - 1, 0.0), max(s_hi - 2, s_lo - 1))
         path = camera_shake_path(extent, speed_variation=speed_variation, expl=expl, loop_prob=loop_prob,
                                  generator=generator)
         roll_draw, roll_amount = float(_rand(generator, 1)), _log_uniform(generator, max(r_lo, 1e-6), r_hi)
@@ -802,25 +824,32 @@ def _convolve_varying(image: torch.Tensor, path: torch.Tensor, theta: torch.Tens
     """
     _, _, h, w = image.shape
     cos, sin = torch.cos(theta)[:, None], torch.sin(theta)[:, None]
-    kernels = {}
+    grid = max(anchors - 1, 1)
+    local = []
     for j in range(anchors):
         for i in range(anchors):
-            p = torch.tensor([i * (w - 1) / max(anchors - 1, 1), j * (h - 1) / max(anchors - 1, 1)],
-                             dtype=torch.float64) - centre
+            p = torch.tensor([i * (w - 1) / grid, j * (h - 1) / grid], dtype=torch.float64) - centre
             rot = torch.cat([cos * p[0] - sin * p[1], sin * p[0] + cos * p[1]], 1) - p
-            kernels[j, i] = kernel_from_path(path + rot)
-    k = max(kk.shape[-1] for kk in kernels.values())
-    pad = k // 2 if valid else 0
-    oh, ow = h - 2 * pad, w - 2 * pad
-    ys = torch.linspace(pad, h - 1 - pad, oh, dtype=image.dtype) / max(h - 1, 1) * max(anchors - 1, 1)
-    xs = torch.linspace(pad, w - 1 - pad, ow, dtype=image.dtype) / max(w - 1, 1) * max(anchors - 1, 1)
-    out = torch.zeros(1, 3, oh, ow, dtype=image.dtype)
-    for (j, i), kk in kernels.items():
-        kk = F.pad(kk, [(k - kk.shape[-1]) // 2] * 4)  # same size, so valid crops line up
-        wy = (1 - (ys - j).abs()).clamp(min=0)[:, None]
-        wx = (1 - (xs - i).abs()).clamp(min=0)[None, :]
-        out += (wy * wx) * _convolve(image, kk, valid)
-    return out
+            local.append(kernel_from_path(path + rot))
+    k = max(kk.shape[-1] for kk in local)
+    kernels = torch.stack([F.pad(kk, [(k - kk.shape[-1]) // 2] * 4) for kk in local]).to(image.dtype)
+    pad = k // 2
+    if valid:
+        if min(h, w) < k:
+            raise ValueError(f"image {h}x{w} is smaller than the {k}x{k} kernel for valid convolution")
+        padded, (oh, ow) = image, (h - 2 * pad, w - 2 * pad)
+    else:
+        border = "reflect" if pad < min(h, w) else "replicate"
+        padded, (oh, ow) = F.pad(image, (pad, pad, pad, pad), mode=border), (h, w)
+    # one FFT of the image for all local kernels; output row/col r is input r + pad (valid) or r
+    blurred = _fft_convolve(padded, kernels.unsqueeze(1))[..., k - 1 : k - 1 + oh, k - 1 : k - 1 + ow]
+    first = pad if valid else 0
+    ys = torch.arange(first, first + oh, dtype=image.dtype) / max(h - 1, 1) * grid
+    xs = torch.arange(first, first + ow, dtype=image.dtype) / max(w - 1, 1) * grid
+    wy = (1 - (ys[None, :] - torch.arange(anchors, dtype=image.dtype)[:, None]).abs()).clamp(min=0)  # (A,oh)
+    wx = (1 - (xs[None, :] - torch.arange(anchors, dtype=image.dtype)[:, None]).abs()).clamp(min=0)  # (A,ow)
+    weights = (wy[:, None, :, None] * wx[None, :, None, :]).reshape(anchors * anchors, 1, oh, ow)
+    return (weights * blurred).sum(0, keepdim=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -855,7 +884,7 @@ class BlurSynthesizer:
         if mode == "trajectory":
             allowed = set(inspect.signature(trajectory_blur).parameters) - self._NOT_PARAMS
         elif mode == "shake":
-            allowed = set(inspect.signature(camera_shake_blur).parameters) - self._NOT_PARAMS
+            allowed = set(inspect.signature(camera_shake_blur).parameters) - self._NOT_PARAMS | {"valid"}
         elif mode == "mix":
             allowed = {"components"}
         else:
@@ -881,6 +910,11 @@ class BlurSynthesizer:
                 weights.append(float(weight))
                 self.components.append(BlurSynthesizer.from_config(c))
             self.weights = torch.tensor(weights, dtype=torch.float64) / sum(weights)
+
+    @property
+    def shrinks(self) -> bool:
+        """Whether the output is smaller than the input (valid convolution; for evaluation only)."""
+        return bool(self.params.get("valid")) or any(c.shrinks for c in self.components)
 
     def pick(self, generator: torch.Generator | None = None) -> "BlurSynthesizer":
         """The synthesizer of the next image: a drawn component in mix mode, else this one."""

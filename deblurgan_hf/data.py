@@ -735,6 +735,12 @@ class PairedValDataset(_SyntheticMixin, torch.utils.data.Dataset):
         return {"blur": b, "sharp": s, "name": row["name"]}
 
 
+def _check_blur(blur: dict | None) -> None:
+    if BlurSynthesizer.from_config(blur).shrinks:
+        raise ValueError(f"blur {blur!r}: valid convolution shrinks the image, so crops would not pair up; "
+                         "it is for evaluation (evaluation.PairSource), not for datasets")
+
+
 def _build_parts(sources: list[str], split: str | None) -> list[_Part]:
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
@@ -770,7 +776,7 @@ def build_train_dataset(
         raise ValueError(f"crop_size must be >= 1, got {crop_size}")
     if min_size is not None and min_size < crop_size:
         raise ValueError(f"min_size ({min_size}) must be >= crop_size ({crop_size})")
-    BlurSynthesizer.from_config(blur)  # bad blur settings fail here, before loading data
+    _check_blur(blur)  # bad blur settings fail here, before loading data
     parts = _build_parts(sources, None)
     limit = crop_size if min_size is None else min_size
     for part in parts:
@@ -815,7 +821,7 @@ def build_val_dataset(
     Returns:
         `PairedValDataset`; items ``{"blur": (3,h,w), "sharp": (3,h,w), "name": str}``.
     """
-    BlurSynthesizer.from_config(blur)
+    _check_blur(blur)
     if max_size is not None and max_size < 1:
         raise ValueError(f"max_size must be >= 1, got {max_size}")
     if center_crop is not None and center_crop < 1:

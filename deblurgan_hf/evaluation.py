@@ -29,7 +29,8 @@ from ._extras import needs
 from .baselines import BASELINES, KERNEL_BASELINES, UNSHARP_GRID, choose_unsharp, to_uint8, unsharp
 from .metrics import load_psnr, load_ssim
 
-__all__ = ["Pair", "PairSource", "Method", "MethodResult", "main", "run_evaluation", "model_method", "baseline_methods", "summary_markdown"]
+__all__ = ["Pair", "PairSource", "Method", "MethodResult", "main", "run_evaluation", "model_method", "baseline_methods",
+           "summary_markdown", "camera_shake_benchmark", "camera_shake_markdown", "SHAKE_BINS", "SHAKE_VARIANTS"]
 
 
 @dataclass
@@ -90,7 +91,23 @@ def _to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return arr
 
 
-BLUR_CHOICES = ("kernel", "trajectory", "none")
+BLUR_CHOICES = ("kernel", "trajectory", "shake", "none")
+
+# The camera-shake benchmark. Kernels: Boracchi-Foi random trajectories at constant speed, as
+# DeblurGAN drew them (training draws mostly open curved strokes with speed changes, its own seeds),
+# scaled so the kernel's support falls in the bin. Valid convolution, every kernel centred on its
+# centre of mass, 1% Gaussian noise (the protocol of the independent evaluation), then 8 bits.
+SHAKE_BINS = ((7, 15), (15, 31), (31, 75))
+SHAKE_KERNEL_MODEL = {"loop_prob": 1.0, "speed_variation": 0.0, "expl": 0.005, "jpeg_prob": 0.0, "valid": True}
+SHAKE_VARIANTS = {
+    "uniform": {"rotation_prob": 0.0, "linear_prob": 0.0, "highlight_prob": 0.0, "noise": 0.01, "shot_fraction": 0.0},
+    # the camera also rolls about the optical axis: a frame corner moves 30-80% as far as the shake
+    "rotation": {"rotation_prob": 1.0, "rotation": (0.3, 0.8), "linear_prob": 0.0, "highlight_prob": 0.0,
+                 "noise": 0.01, "shot_fraction": 0.0},
+    # dim light: blur in linear light with lights brighter than white, clipped after; 2-3% noise
+    "lowlight": {"rotation_prob": 0.0, "linear_prob": 1.0, "highlight_prob": 1.0, "highlight_gain": (2.0, 8.0),
+                 "noise": (0.02, 0.03), "shot_fraction": 0.5},
+}
 
 
 class PairSource:
@@ -102,13 +119,17 @@ class PairSource:
             `sharp:DIR` (sharp photos, blurred here with a fixed seed).
         limit: use only the first `limit` pairs.
         blur: synthesis mode for sharp-only sources: `kernel` (uniform DeblurGAN kernels; the true
-            kernel is kept, so the non-blind baselines can run), `trajectory` (GoPro-like) or `none`
-            (the input is the sharp photo itself: does a method leave sharp photos alone?).
-        seed: seed of the synthetic blur; the pairs equal those of
+            kernel is kept, so the non-blind baselines can run), `trajectory` (GoPro-like), `shake`
+            (the camera-shake benchmark: `shake_size`, `shake_variant`) or `none` (the input is the
+            sharp photo itself: does a method leave sharp photos alone?).
+        seed: seed of the synthetic blur; for `kernel` and `trajectory` the pairs equal those of
             `data.build_val_dataset([source], blur={"mode": blur}, seed=seed)`.
+        shake_size: the benchmark bin, (min, max) kernel support in pixels (one of `SHAKE_BINS`, or any).
+        shake_variant: one of `SHAKE_VARIANTS`: `uniform` (true kernel kept), `rotation`, `lowlight`.
     """
 
-    def __init__(self, source: str, *, limit: int | None = None, blur: str = "kernel", seed: int = 0):
+    def __init__(self, source: str, *, limit: int | None = None, blur: str = "kernel", seed: int = 0,
+                 shake_size: tuple[int, int] = SHAKE_BINS[0], shake_variant: str = "uniform"):
         from .blur import BlurSynthesizer
         from .data import load_pairs
 
@@ -116,13 +137,23 @@ class PairSource:
             raise ValueError(f"limit must be >= 1, got {limit}")
         if blur not in BLUR_CHOICES:
             raise ValueError(f"blur must be one of {BLUR_CHOICES}, got {blur!r}")
+        if shake_variant not in SHAKE_VARIANTS:
+            raise ValueError(f"shake_variant must be one of {list(SHAKE_VARIANTS)}, got {shake_variant!r}")
+        lo, hi = shake_size
+        if not 1 <= lo <= hi:
+            raise ValueError(f"shake_size must be (min, max) pixels with 1 <= min <= max, got {shake_size!r}")
         self.source, self.seed = source, seed
+        self.shake_size, self.shake_variant = (int(lo), int(hi)), shake_variant
         self.dataset = load_pairs(source, split="test")
         if limit is not None:
             self.dataset = self.dataset.select(range(min(limit, len(self.dataset))))
         self.synthetic = "blur" not in self.dataset.column_names
-        self.synth = BlurSynthesizer(blur) if self.synthetic and blur != "none" else None
-        self.has_kernel = self.synthetic and blur == "kernel"
+        self.synth = None
+        if self.synthetic and blur == "shake":
+            self.synth = BlurSynthesizer("shake", size=self.shake_size, **SHAKE_KERNEL_MODEL, **SHAKE_VARIANTS[shake_variant])
+        elif self.synthetic and blur != "none":
+            self.synth = BlurSynthesizer(blur)
+        self.has_kernel = self.synthetic and (blur == "kernel" or (blur == "shake" and shake_variant == "uniform"))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -130,34 +161,44 @@ class PairSource:
     def __repr__(self) -> str:
         if not self.synthetic:
             kind = "real pairs"
+        elif self.synth is not None and self.synth.mode == "shake":
+            lo, hi = self.shake_size
+            kind = f"camera shake {lo}-{hi} px, {self.shake_variant}, seed {self.seed}"
         else:
             kind = "no blur" if self.synth is None else f"synthetic {self.synth.mode} blur, seed {self.seed}"
         return f"PairSource({self.source!r}, {len(self)} images, {kind})"
 
-    def _blur(self, index: int, sharp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _blur(self, index: int, sharp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(blurred, sharp target, true kernel or None) of the sharp photo at ``index``."""
         import torch
 
         from .data import image_to_tensor, item_seed
 
         if self.synth is None:
-            return sharp.copy(), None
-        # Seeded and framed exactly as data.PairedValDataset does for a full image.
+            return sharp.copy(), sharp, None
         h, w = sharp.shape[:2]
-        gen = torch.Generator().manual_seed(item_seed(self.seed, "val", index))
+        if self.synth.mode == "shake":  # its own seed stream, apart from training's (seed, epoch, index)
+            lo, hi = self.shake_size
+            gen = torch.Generator().manual_seed(item_seed(self.seed, "shake-benchmark", lo, hi, self.shake_variant, index))
+        else:  # seeded and framed exactly as data.PairedValDataset does for a full image
+            gen = torch.Generator().manual_seed(item_seed(self.seed, "val", index))
         centre = torch.tensor([(w - 1) / 2, (h - 1) / 2])
         blurred, info = self.synth(image_to_tensor(sharp), gen, frame_diag=math.hypot(h, w), center=centre)
+        if info.get("valid_crop") is not None:  # valid convolution: the target is the matching crop
+            top, left, ch, cw = info["valid_crop"]
+            sharp = sharp[top : top + ch, left : left + cw].copy()
         kernel = None
-        if "kernel" in info:
+        if self.has_kernel:
             kernel = info["kernel"][0].double().numpy()
             kernel /= kernel.sum()  # exact unit sum in float64 (the float32 kernel is off by ~1e-7)
-        return to_uint8(blurred.permute(1, 2, 0).numpy()), kernel
+        return to_uint8(blurred.permute(1, 2, 0).numpy()), sharp, kernel
 
     def __iter__(self) -> Iterator[Pair]:
         for i, row in enumerate(self.dataset):
             name = str(row["name"])
             sharp = _to_rgb_array(row["sharp"])
             if self.synthetic:
-                blurred, kernel = self._blur(i, sharp)
+                blurred, sharp, kernel = self._blur(i, sharp)
             else:
                 blurred, kernel = _to_rgb_array(row["blur"]), None
                 if blurred.shape != sharp.shape:
@@ -213,7 +254,7 @@ def baseline_methods(
     if not has_kernel and any(n in KERNEL_BASELINES for n in names):
         raise ValueError(
             f"baselines {[n for n in names if n in KERNEL_BASELINES]} need the true blur kernel: "
-            "use them on synthetic data (--data sharp:DIR with --blur kernel)"
+            "use them on synthetic data (--data sharp:DIR with --blur kernel, or --blur shake --shake-variant uniform)"
         )
     methods = []
     for name in names:
@@ -385,6 +426,57 @@ def run_evaluation(
     return results
 
 
+def camera_shake_benchmark(
+    methods: Sequence[Method],
+    sources: Sequence[str],
+    *,
+    bins: Sequence[tuple[int, int]] = SHAKE_BINS,
+    variants: Sequence[str] = tuple(SHAKE_VARIANTS),
+    seed: int = 0,
+    limit: int | None = None,
+    reference_baselines: Sequence[str] = ("wiener", "rl"),
+    progress: bool = False,
+) -> list[dict[str, object]]:
+    """The camera-shake benchmark: every (kernel-size bin, variant) on the photos of ``sources``.
+
+    Each method is scored against the blurred input on the same pairs; ``reference_baselines``
+    (non-blind, given the true kernel) run on the ``uniform`` variant, the only one with a single
+    true kernel. Returns one row per (bin, variant, method) with the mean PSNR / SSIM, the gain over
+    the input and the number of images a method made worse (lower PSNR than its input).
+    """
+    import itertools
+
+    rows: list[dict[str, object]] = []
+    for (lo, hi), variant in itertools.product(bins, variants):
+        pair_sources = [PairSource(src, limit=limit, blur="shake", seed=seed, shake_size=(lo, hi), shake_variant=variant)
+                        for src in sources]
+        refs = list(reference_baselines) if variant == "uniform" else []
+        extra = baseline_methods(["identity", *refs], [], has_kernel=variant == "uniform", log=lambda _: None)
+        results = run_evaluation(itertools.chain(*pair_sources), [*extra[:1], *methods, *extra[1:]],
+                                 figure_rows=0, progress=progress)
+        base = results[0]
+        for r in results:
+            rows.append({
+                "kernel_px": f"{lo}-{hi}", "variant": variant, "method": r.name, "images": len(r.images),
+                "psnr": float(np.mean(r.psnr)), "ssim": float(np.mean(r.ssim)),
+                "gain_db": float(np.mean(r.psnr) - np.mean(base.psnr)),
+                "worse": int(sum(p < b for p, b in zip(r.psnr, base.psnr))) if r is not base else None,
+            })
+    return rows
+
+
+def camera_shake_markdown(rows: Sequence[dict[str, object]]) -> str:
+    """`camera_shake_benchmark` rows as a Markdown table (the input is the `identity` row)."""
+    lines = ["| kernel (px) | variant | method | PSNR (dB) | gain (dB) | SSIM | images made worse |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        name = "blurred input" if r["method"] == "identity" else r["method"]
+        worse = "" if r["worse"] is None else f"{r['worse']} of {r['images']}"
+        gain = "" if r["worse"] is None else f"{r['gain_db']:+.2f}"
+        lines.append(f"| {r['kernel_px']} | {r['variant']} | {name} | {r['psnr']:.2f} | {gain} | {r['ssim']:.4f} | {worse} |")
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deblurgan evaluate",
@@ -403,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--blur", choices=BLUR_CHOICES, default="kernel",
                         help="synthesis for sharp: sources (none: the sharp photo is the input)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic blur")
+    parser.add_argument("--shake-size", type=int, nargs=2, default=list(SHAKE_BINS[0]), metavar=("MIN", "MAX"),
+                        help="--blur shake: kernel support in pixels (the benchmark's bins: "
+                             + ", ".join(f"{lo} {hi}" for lo, hi in SHAKE_BINS) + ")")
+    parser.add_argument("--shake-variant", choices=list(SHAKE_VARIANTS), default="uniform",
+                        help="--blur shake: uniform kernel, camera roll (spatially varying) or low light")
     parser.add_argument("--figure-rows", type=int, default=3, help="images in the crops figure")
     return parser
 
@@ -411,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     """`deblurgan evaluate ...`; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        pairs = PairSource(args.data, limit=args.limit, blur=args.blur, seed=args.seed)
+        pairs = PairSource(args.data, limit=args.limit, blur=args.blur, seed=args.seed,
+                           shake_size=tuple(args.shake_size), shake_variant=args.shake_variant)
         has_kernel = pairs.has_kernel
         print(pairs)
         names = args.baselines

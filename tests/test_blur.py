@@ -279,3 +279,122 @@ def test_visualize_blur_script_writes_grid(tmp_path):
     y = (64 + label + gap) + gap + label  # second row (trajectory): the blurred tile is smoother
     sharp, blurred = (grid[y : y + 64, x : x + 64].astype(float) for x in (gap, 2 * gap + 64))
     assert np.abs(np.diff(blurred, axis=1)).mean() < np.abs(np.diff(sharp, axis=1)).mean()
+
+
+# ---------------------------------------------------------------------------------------------- camera shake
+
+SHAKE_CLEAN = {"noise": 0.0, "jpeg_prob": 0.0, "linear_prob": 0.0, "rotation_prob": 0.0}
+
+
+@pytest.mark.parametrize("size", [(7, 15), (15, 31), (31, 75)])
+def test_shake_kernels_in_size_range_centred_and_normalised(size, kodak):
+    from deblurgan_hf.blur import camera_shake_blur, kernel_support
+
+    g = gen(11)
+    for _ in range(12):
+        _, info = camera_shake_blur(kodak[:, :160, :160], generator=g, size=size, **SHAKE_CLEAN)
+        k = info["kernel"][0].double()
+        assert k.shape[0] % 2 == 1 and k.min() >= 0 and k.sum().item() == pytest.approx(1.0, abs=1e-6)
+        assert size[0] <= kernel_support(k) == int(info["size"][0]) <= size[1]
+        ys, xs = torch.meshgrid(torch.arange(k.shape[0]), torch.arange(k.shape[1]), indexing="ij")
+        centre = (k.shape[0] - 1) / 2
+        assert float((k * ys).sum()) == pytest.approx(centre, abs=1e-4)
+        assert float((k * xs).sum()) == pytest.approx(centre, abs=1e-4)
+
+
+def test_shake_paths_vary_in_speed():
+    """Re-timing makes samples bunch where the hand slows: step lengths spread far more than at constant speed."""
+    from deblurgan_hf.blur import camera_shake_path
+
+    steady = camera_shake_path(40, speed_variation=0.0, loop_prob=1.0, generator=gen(5))
+    varied = camera_shake_path(40, speed_variation=2.0, loop_prob=1.0, generator=gen(5))
+    spread = lambda p: float(p.diff(dim=0).norm(dim=1).std() / p.diff(dim=0).norm(dim=1).mean())  # noqa: E731
+    assert spread(steady) < 0.05 < spread(varied)
+
+
+def test_shake_valid_convolution_matches_direct_convolution(kodak):
+    """Valid mode: no border is invented; each output pixel is the kernel applied to real pixels only."""
+    from scipy.signal import convolve2d
+
+    from deblurgan_hf.blur import camera_shake_blur
+
+    x = kodak[:, 100:180, 200:290]
+    out, info = camera_shake_blur(x, generator=gen(3), size=(15, 21), valid=True, **SHAKE_CLEAN)
+    k = info["kernel"][0].double().numpy()
+    ref = np.stack([convolve2d(x[c].double().numpy(), k, mode="valid") for c in range(3)])
+    top, left, h, w = info["valid_crop"]
+    assert out.shape[-2:] == ref.shape[-2:] == (h, w) and top == left == k.shape[0] // 2
+    assert np.abs(out.double().numpy() - np.round(ref * 255) / 255).max() <= 1 / 255 + 1e-6
+    assert abs(out.double().numpy() - ref).max() <= 0.5 / 255 + 1e-5  # quantised to 8 bits, nothing else
+
+
+def test_shake_rotation_varies_the_blur_over_the_frame():
+    """A roll about the optical axis smears points near the corners more than at the centre;
+    without roll every point gets the same kernel."""
+    from deblurgan_hf.blur import camera_shake_blur
+
+    x = torch.zeros(3, 241, 241)
+    spots = {"centre": (120, 120), "corner": (15, 15), "other corner": (225, 225)}
+    for y, xx in spots.values():
+        x[:, y, xx] = 1.0
+
+    def spread(img, at):  # pixels lit around a point: the local kernel's area
+        y, xx = at
+        return int((img[0, y - 14 : y + 15, xx - 14 : xx + 15] > 1e-3).sum())
+
+    common = dict(size=(9, 9), noise=0.0, jpeg_prob=0.0, linear_prob=0.0)
+    still, _ = camera_shake_blur(x, generator=gen(8), rotation_prob=0.0, **common)
+    rolled, info = camera_shake_blur(x, generator=gen(8), rotation_prob=1.0, rotation=(2.0, 2.0), **common)
+    assert info["rotation"][0] > 0
+    assert len({spread(still, at) for at in spots.values()}) == 1
+    assert spread(rolled, spots["corner"]) > 1.5 * spread(rolled, spots["centre"])
+    assert spread(rolled, spots["other corner"]) > 1.5 * spread(rolled, spots["centre"])
+
+
+def test_shake_crop_blurred_like_full_frame(kodak):
+    """The training pipeline blurs a crop with a margin of context: same pixels as the full frame's blur."""
+    synth = BlurSynthesizer("shake", size=(20, 30), rotation_prob=1.0, noise=0.0, jpeg_prob=0.0)
+    full = kodak[:, :300, :400]
+    blurred_full, _ = synth(full, gen(6))
+    m = synth.margin(float(np.hypot(300, 400)))
+    top, left, c = 120, 150, 64
+    t0, l0 = top - m, left - m
+    region = full[:, t0 : top + c + m, l0 : left + c + m]
+    centre = torch.tensor([(400 - 1) / 2 - l0, (300 - 1) / 2 - t0])
+    crop, _ = synth(region, gen(6), frame_diag=float(np.hypot(300, 400)), center=centre, output_box=(m, m, c, c))
+    # the local kernels of a crop sit at other anchors than the full frame's: close, not identical
+    assert psnr(crop, blurred_full[:, top : top + c, left : left + c]) > 40
+
+
+def test_shake_lowlight_streaks_and_noise(kodak):
+    from deblurgan_hf.blur import camera_shake_blur
+
+    x = kodak[:, :200, :200].clone()
+    x[:, 95:105, 95:105] = 1.0  # a light
+    common = dict(size=(25, 25), rotation_prob=0.0, jpeg_prob=0.0, noise=0.0)
+    srgb, _ = camera_shake_blur(x, generator=gen(2), linear_prob=0.0, **common)
+    lit, _ = camera_shake_blur(x, generator=gen(2), linear_prob=1.0, highlight_prob=1.0, highlight_gain=(8, 8), **common)
+    assert (lit >= 0.99).sum() > 3 * (srgb >= 0.99).sum()  # the light smears into a saturated streak
+    noisy, info = camera_shake_blur(x, generator=gen(2), linear_prob=0.0, **{**common, "noise": 0.03})
+    assert 0.02 < float((noisy - srgb).std()) < 0.04 and info["noise_sigma"][0] == pytest.approx(0.03)
+
+
+def test_mix_mode_draws_components_by_weight(kodak):
+    synth = BlurSynthesizer.from_config({"mode": "mix", "components": [
+        {"mode": "shake", "weight": 3}, {"mode": "trajectory", "weight": 1}]})
+    g = gen(0)
+    modes = [synth.pick(g).mode for _ in range(400)]
+    assert 0.68 < modes.count("shake") / 400 < 0.82 and set(modes) == {"shake", "trajectory"}
+    with pytest.raises(ValueError, match="components"):
+        BlurSynthesizer("mix")
+    with pytest.raises(ValueError, match="weight"):
+        BlurSynthesizer.from_config({"mode": "mix", "components": [{"mode": "shake", "weight": -1}]})
+    with pytest.raises(ValueError, match="unknown shake-blur"):
+        BlurSynthesizer("shake", kernel_size=5)
+
+
+def test_valid_convolution_is_refused_for_datasets():
+    from deblurgan_hf.data import build_train_dataset
+
+    with pytest.raises(ValueError, match="valid convolution"):
+        build_train_dataset([f"sharp:{DATA / 'sharp' / 'kodak24'}"], crop_size=64, blur={"mode": "shake", "valid": True})

@@ -143,3 +143,67 @@ def test_models_with_the_same_folder_name_keep_apart(small_model_dir, tmp_path):
         shutil.copytree(small_model_dir, folder)
     methods = evaluation.model_methods([str(a), str(b), str(small_model_dir)], precision="fp32")
     assert [m.name for m in methods] == [str(a), str(b), small_model_dir.name]
+
+
+@pytest.mark.parametrize("size", evaluation.SHAKE_BINS)
+def test_camera_shake_benchmark_pairs_are_what_they_say(sharp_dir, size):
+    """Fixed for a seed, kernels in their bin and centred, the target the matching (valid) crop."""
+    from scipy.signal import convolve2d
+
+    from deblurgan_hf.blur import kernel_support
+
+    source = f"sharp:{sharp_dir}"
+    pairs = list(evaluation.PairSource(source, blur="shake", shake_size=size))
+    again = list(evaluation.PairSource(source, blur="shake", shake_size=size))
+    other = list(evaluation.PairSource(source, blur="shake", shake_size=size, seed=1))
+    assert len(pairs) == 3
+    for p, q, r in zip(pairs, again, other):
+        assert np.array_equal(p.blurred, q.blurred) and not np.array_equal(p.kernel, r.kernel)
+        k = p.kernel
+        assert size[0] <= kernel_support(k) <= size[1]
+        ys, xs = np.mgrid[: k.shape[0], : k.shape[1]]
+        assert (k * ys).sum() == pytest.approx((k.shape[0] - 1) / 2, abs=1e-4)
+        assert (k * xs).sum() == pytest.approx((k.shape[1] - 1) / 2, abs=1e-4)
+        assert p.blurred.shape == p.sharp.shape == (112 - k.shape[0] + 1, 112 - k.shape[1] + 1, 3)
+    # the blur is the valid convolution of the photo plus 1% noise: residual std about 0.01
+    photo = np.asarray(Image.open(sorted(sharp_dir.glob("*.png"))[0]).convert("RGB"), dtype=np.float64) / 255
+    p = pairs[0]
+    clean = np.stack([convolve2d(photo[..., c], p.kernel, mode="valid") for c in range(3)], -1)
+    pad = p.kernel.shape[0] // 2
+    assert np.array_equal(p.sharp, (photo[pad : photo.shape[0] - pad, pad : photo.shape[1] - pad] * 255).round().astype(np.uint8))
+    assert 0.008 < float((p.blurred / 255 - clean).std()) < 0.012
+
+
+def test_camera_shake_variants(sharp_dir):
+    source = f"sharp:{sharp_dir}"
+    uniform = list(evaluation.PairSource(source, blur="shake", shake_size=(15, 31)))
+    rolled = evaluation.PairSource(source, blur="shake", shake_size=(15, 31), shake_variant="rotation")
+    dim = list(evaluation.PairSource(source, blur="shake", shake_size=(15, 31), shake_variant="lowlight"))
+    assert rolled.has_kernel is False and all(p.kernel is None for p in rolled)  # no single true kernel
+    assert all(p.kernel is None for p in dim)
+    noise = lambda pairs: np.mean([np.abs(np.diff(p.blurred.astype(float), axis=1)).mean() for p in pairs])  # noqa: E731
+    assert noise(dim) > noise(uniform)  # 2-3% noise against 1%
+    with pytest.raises(ValueError, match="shake_variant"):
+        evaluation.PairSource(source, blur="shake", shake_variant="night")
+
+
+def test_camera_shake_benchmark_table(sharp_dir):
+    """The benchmark runs the reference baselines with the true kernel on the uniform variant only,
+    and counts images made worse against the same pairs' input."""
+    rows = evaluation.camera_shake_benchmark([], [f"sharp:{sharp_dir}"], bins=[(7, 15)], variants=["uniform", "rotation"])
+    by = {(r["variant"], r["method"]): r for r in rows}
+    assert set(by) == {("uniform", "identity"), ("uniform", "wiener"), ("uniform", "rl"), ("rotation", "identity")}
+    assert by["uniform", "rl"]["gain_db"] > 0.5 and 0 <= by["uniform", "rl"]["worse"] < 3
+    assert by["uniform", "identity"]["worse"] is None and by["uniform", "identity"]["images"] == 3
+    table = evaluation.camera_shake_markdown(rows)
+    assert "| 7-15 | uniform | blurred input |" in table and "| 7-15 | uniform | rl |" in table
+
+
+def test_cli_camera_shake_set(sharp_dir, small_model_dir, tmp_path, capsys):
+    code = evaluation.main(["--model", str(small_model_dir), "--data", f"sharp:{sharp_dir}", "--blur", "shake",
+                            "--shake-size", "31", "75", "--shake-variant", "uniform", "--baselines", "identity", "rl",
+                            "--out", str(tmp_path / "ev")])
+    out = capsys.readouterr().out
+    assert code == 0 and "camera shake 31-75 px, uniform, seed 0" in out
+    with open(tmp_path / "ev" / "per_image.csv") as f:
+        assert {r["method"] for r in csv.DictReader(f)} == {small_model_dir.name, "identity", "rl"}
