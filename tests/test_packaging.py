@@ -197,3 +197,19 @@ def test_wheel_in_a_fresh_venv_deblurs_a_real_photo_outside_the_checkout(wheel, 
     assert missing.returncode == 2 and "pip install 'deblurgan-hf[eval]'" in missing.stderr, missing.stderr
     installed = run(str(py), "-m", "pip", "list", "--format=freeze").stdout.lower()
     assert "gradio" not in installed and "datasets" not in installed and "torch==2.14.1" in installed
+
+
+# ----------------------------------------------------------------------------- the front page
+
+
+def test_readme_is_a_front_page_whose_links_resolve():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    setup = re.search(r"```bash\n(.*?)```", readme.split("## Quick start", 1)[1], re.S).group(1)
+    assert [line.split("#")[0].strip() for line in setup.splitlines()] == ["make demo", "make test"]
+    assert "make test\n" in (REPO / ".ci" / "run").read_text()  # CI runs the README's test command
+    assert not re.search(r"\d \s*dB\b|\d\s*(MB|MiB|GFLOP)", readme)  # figures live in docs/results
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{page.relative_to(REPO)}: broken link {target}"
