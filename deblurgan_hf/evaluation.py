@@ -30,7 +30,7 @@ from .baselines import BASELINES, KERNEL_BASELINES, UNSHARP_GRID, choose_unsharp
 from .metrics import load_psnr, load_ssim
 
 __all__ = ["Pair", "PairSource", "Method", "MethodResult", "main", "run_evaluation", "model_method", "baseline_methods",
-           "summary_markdown", "camera_shake_benchmark", "camera_shake_markdown", "SHAKE_BINS", "SHAKE_VARIANTS"]
+           "summary_markdown", "camera_shake_benchmark", "camera_shake_markdown", "camera_shake_csv", "SHAKE_BINS", "SHAKE_VARIANTS"]
 
 
 @dataclass
@@ -446,13 +446,18 @@ def camera_shake_benchmark(
     """
     import itertools
 
+    def named(source: PairSource) -> Iterator[Pair]:  # photo names repeat across data sets
+        label = Path(source.source.partition(":")[2]).name
+        for pair in source:
+            yield Pair(f"{label}/{pair.name}", pair.blurred, pair.sharp, pair.kernel)
+
     rows: list[dict[str, object]] = []
     for (lo, hi), variant in itertools.product(bins, variants):
         pair_sources = [PairSource(src, limit=limit, blur="shake", seed=seed, shake_size=(lo, hi), shake_variant=variant)
                         for src in sources]
         refs = list(reference_baselines) if variant == "uniform" else []
         extra = baseline_methods(["identity", *refs], [], has_kernel=variant == "uniform", log=lambda _: None)
-        results = run_evaluation(itertools.chain(*pair_sources), [*extra[:1], *methods, *extra[1:]],
+        results = run_evaluation(itertools.chain(*map(named, pair_sources)), [*extra[:1], *methods, *extra[1:]],
                                  figure_rows=0, progress=progress)
         base = results[0]
         for r in results:
@@ -461,8 +466,20 @@ def camera_shake_benchmark(
                 "psnr": float(np.mean(r.psnr)), "ssim": float(np.mean(r.ssim)),
                 "gain_db": float(np.mean(r.psnr) - np.mean(base.psnr)),
                 "worse": int(sum(p < b for p, b in zip(r.psnr, base.psnr))) if r is not base else None,
+                "per_image": list(zip(r.images, r.psnr, r.ssim)),
             })
     return rows
+
+
+def camera_shake_csv(rows: Sequence[dict[str, object]]) -> str:
+    """Per-image scores of `camera_shake_benchmark` rows as CSV text."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["kernel_px", "variant", "method", "image", "psnr", "ssim"])
+    for r in rows:
+        for image, p, s in r["per_image"]:
+            writer.writerow([r["kernel_px"], r["variant"], r["method"], image, f"{p:.4f}", f"{s:.6f}"])
+    return buf.getvalue()
 
 
 def camera_shake_markdown(rows: Sequence[dict[str, object]]) -> str:

@@ -370,8 +370,14 @@ def test_export_script_cards_a_two_stage_chain(tmp_path, tiny_data):
     run_training(tmp_path, base_config(tiny_data, **kwargs), "--output_dir", str(stage1))
     run_training(tmp_path, base_config(tiny_data, **kwargs, seed=1), "--output_dir", str(stage2),
                  "--init_from", str(stage1 / "best"))
+    shake, real = tmp_path / "shake_photos", tmp_path / "real_photos"
+    shake.mkdir()
+    real.mkdir()
+    Image.open(sorted((DATA / "sharp" / "kodak24").glob("*.png"))[0]).crop((100, 100, 340, 340)).save(shake / "k.png")
+    Image.open(DATA / "real_blur_only" / "srn-real-4c6.png").convert("RGB").resize((96, 64)).save(real / "r.png")
     script = [sys.executable, str(REPO / "scripts" / "export_default_model.py"), "--run", str(stage2),
-              "--val", f"paired:{tiny_data / 'paired_val'}", "--kodak", f"sharp:{tiny_data / 'sharp'}"]
+              "--val", f"paired:{tiny_data / 'paired_val'}", "--kodak", f"sharp:{tiny_data / 'sharp'}",
+              "--shake", f"sharp:{shake}", "--real-photos", str(real)]
     env = {**os.environ, "TQDM_DISABLE": "1"}
 
     wrong = subprocess.run(script + ["--out", str(tmp_path / "x"), "--wall-minutes", "5"], env=env,
@@ -387,7 +393,16 @@ def test_export_script_cards_a_two_stage_chain(tmp_path, tiny_data):
     commands = [line for line in card.splitlines() if line.startswith("accelerate launch")]
     assert commands == [f"accelerate launch train_accelerate.py --config {c}" for c in configs]
     assert "Stage 1" in card and "Stage 2" in card and "Kodak24 sharp input" in card
-    assert {"sample.png", "validation_per_image.csv", "model.safetensors"} <= {p.name for p in out.iterdir()}
+    assert {"sample.png", "validation_per_image.csv", "model.safetensors", "real_photos.png",
+            "camera_shake_per_image.csv"} <= {p.name for p in out.iterdir()}
+    assert Image.open(out / "real_photos.png").size[0] == 1400
+    # the camera-shake table: every bin and variant, its figures those of the per-image file
+    shake_rows = list(csv.DictReader((out / "camera_shake_per_image.csv").open()))
+    for bin_px in ("7-15", "15-31", "31-75"):
+        for variant in ("uniform", "rotation", "lowlight"):
+            mine = [float(r["psnr"]) for r in shake_rows if (r["kernel_px"], r["variant"], r["method"]) == (bin_px, variant, "model fp32")]
+            assert len(mine) == 1 and f"| {bin_px} | {variant} | model fp32 | {mine[0]:.2f} |" in card
+    assert "| 15-31 | uniform | rl |" in card and "| 15-31 | rotation | rl |" not in card
     claimed = {r.metric_type: r.metric_value for r in ModelCard.load(out / "README.md").data.eval_results}
     rows = list(csv.DictReader((out / "validation_per_image.csv").open()))
     fp32 = [float(r["psnr"]) for r in rows if r["method"] == "model fp32"]
