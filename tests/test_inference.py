@@ -274,3 +274,20 @@ def test_auto_precision_on_cuda(small_model):
     expected = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     assert resolve_precision("auto", small_model, "cuda") == expected
     assert resolve_precision("fp16", small_model, "cuda") == "fp16"
+
+
+@pytest.mark.slow
+def test_compile_matches_eager_and_follows_weight_updates(real_crop, tmp_path, monkeypatch):
+    """deblur(compile=True): same output as eager (to a level), the cache where asked, and weights that
+    change after the compile are used (they are graph inputs, not constants)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch.manual_seed(0)
+    model = scrambled_(DeblurGAN("nafnet", {"width": 8, "enc_blocks": [1], "dec_blocks": [1], "middle_blocks": 1})).eval()
+    eager = model.deblur(real_crop, precision="fp32").astype(int)
+    assert np.abs(model.deblur(real_crop, precision="fp32", compile=True) - eager).max() <= 1
+    with torch.no_grad():
+        model.generator.out_conv.bias.add_(0.05)  # e.g. a training step after the compile
+    eager_after = model.deblur(real_crop, precision="fp32").astype(int)
+    assert not np.array_equal(eager_after, eager)
+    assert np.abs(model.deblur(real_crop, precision="fp32", compile=True) - eager_after).max() <= 1
+    assert any((tmp_path / "inductor").iterdir())
