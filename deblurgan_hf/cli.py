@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import sys
+import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -39,13 +41,70 @@ def collect_inputs(inputs: list[str], recursive: bool) -> list[tuple[Path, Path]
 
 def save_atomic(image, path: Path) -> None:
     """Write a PNG to a temporary name in the same folder, then rename: never a half-written output."""
+    from .inference import png_ready
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        image.save(tmp, format="PNG")
+        png_ready(image).save(tmp, format="PNG")  # float TIFFs as 16-bit PNG, CMYK and LAB as RGB
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)$")  # save_atomic's temp names: .NAME.tmp-PID
+
+
+def remove_stale_temps(outdir: Path) -> list[Path]:
+    """Delete temp files that killed runs left in `outdir` (their PID is gone); returns them.
+
+    Temp files of a run still going (its PID is alive) are left alone."""
+    removed = []
+    for path in outdir.rglob(".*.tmp-*") if outdir.is_dir() else ():
+        match = _TEMP_NAME.match(path.name)
+        if match and path.is_file() and not _process_alive(int(match[1])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def check_writable(outdir: Path) -> None:
+    """Fail before the model loads when OUTDIR cannot take files (a file in the way, no permission, full disk)."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=outdir):
+            pass
+    except OSError as err:
+        raise ValueError(f"-o {outdir}: cannot write there ({err.strerror or err})") from None
+
+
+def check_tiling(tile: int | None, overlap: int) -> None:
+    if tile not in (None, 0) and tile < 2 * overlap + 16:
+        raise ValueError(f"--tile {tile}: must be 0 (never tile) or at least 2 x --overlap + 16 = {2 * overlap + 16}")
+
+
+def _count(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= `low` (argparse then exits 2 with the flag's name, like any usage error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be {low} or more")
+        return value
+
+    return parse
 
 
 def pick_device(name: str) -> str:
@@ -132,12 +191,15 @@ def cmd_deblur(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.io_threads < 1:
         raise ValueError(f"--io-threads {args.io_threads}: must be at least 1")
+    check_tiling(args.tile, args.overlap)
     device = pick_device(args.device)
     jobs = collect_inputs(args.inputs, args.recursive)
     if not jobs:
         print(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})", file=sys.stderr)
         return 1
     outdir = Path(args.output)
+    check_writable(outdir)
+    remove_stale_temps(outdir)
     todo = [(src, outdir / rel) for src, rel in jobs if args.overwrite or not (outdir / rel).exists()]
     skipped = len(jobs) - len(todo)
     model = DeblurGAN.from_pretrained(args.model or DEFAULT_MODEL).to(device)
@@ -171,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     deblur.add_argument("inputs", nargs="+", help="image files and/or folders")
     deblur.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
     deblur.add_argument("--model", default=None, help="model folder or Hub repo id (default: the bundled model)")
-    deblur.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: by image size; 0: never tile)")
-    deblur.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels")
+    deblur.add_argument("--tile", type=_count(0), default=None,
+                        help="tile size in pixels, at least 2 x overlap + 16 (default: by image size; 0: never tile)")
+    deblur.add_argument("--overlap", type=_count(0), default=32, help="tile overlap in pixels")
     deblur.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                         help="auto: bf16 where the device has native bf16 and it was measured accurate, else fp32; fp16: GPU only")
     deblur.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
@@ -180,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     deblur.add_argument("--compile", action="store_true",
                         help="torch.compile the model: the first image of each size compiles (a minute or more on a CPU, "
                              "cached on disk for later runs), the others run faster")
-    deblur.add_argument("--threads", type=int, default=0, help="torch threads (default: the machine's cores)")
+    deblur.add_argument("--threads", type=_count(0), default=0, help="torch threads (default: the machine's cores)")
     deblur.add_argument("--io-threads", type=int, default=2,
                         help="threads decoding inputs ahead and, as many again, encoding outputs behind the model (default 2)")
     deblur.add_argument("--recursive", action="store_true", help="descend into sub-folders (kept in OUTDIR)")
@@ -222,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"deblurgan {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ConnectionError as err:  # the Hub cannot be reached (the message says what to do)
+        print(f"deblurgan {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        # Outputs are written to temp names and renamed, so what is there is complete.
+        print(f"deblurgan {args.command}: interrupted; the outputs written so far are complete", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

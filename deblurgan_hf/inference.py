@@ -10,6 +10,7 @@ import contextlib
 import functools
 import io
 import itertools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,13 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deblurgan-hf" / "torch-compile"
 
 
-def open_image(source: str | os.PathLike | bytes) -> Image.Image:
+def open_image(source: str | os.PathLike | bytes, *, downscale_to: int | None = None) -> Image.Image:
     """Open an image file (or its bytes) fully, upright (EXIF orientation applied).
+
+    Args:
+        downscale_to: for callers that will shrink the image to about this many pixels anyway:
+            decode it reduced to at least that many (JPEG: at 1/2 to 1/8 scale, straight from the
+            DCT; other formats: an integer box reduce right after decoding, before any copy).
 
     Raises FileNotFoundError for a missing path and ValueError, naming the file, for anything that
     is not a complete image: empty, truncated, not an image, or a decompression bomb.
@@ -47,14 +53,46 @@ def open_image(source: str | os.PathLike | bytes) -> Image.Image:
         raise ValueError(f"{name}: empty (0 bytes)")
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as img:
+            if downscale_to is not None and img.width * img.height > downscale_to:
+                img.draft(None, _scaled(img.size, downscale_to))
             img.load()
-            return ImageOps.exif_transpose(img)
+            return ImageOps.exif_transpose(_box_reduce(img, downscale_to))
     except Image.DecompressionBombError as err:
-        raise ValueError(f"{name}: too many pixels ({err}); limit is {Image.MAX_IMAGE_PIXELS:,} pixels") from err
+        limit = 2 * Image.MAX_IMAGE_PIXELS
+        raise ValueError(f"{name}: too many pixels; images over {limit:,} pixels are refused as possible "
+                         "decompression bombs (PIL.Image.MAX_IMAGE_PIXELS)") from err
     except UnidentifiedImageError as err:
         raise ValueError(f"{name}: not an image file PIL can read (PNG, JPEG, WebP, TIFF, BMP, ...)") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"{name}: unreadable or truncated image ({err})") from err
+
+
+def _scaled(size: tuple[int, int], pixels: int) -> tuple[int, int]:
+    scale = min(1.0, (pixels / (size[0] * size[1])) ** 0.5)
+    return max(1, math.ceil(size[0] * scale)), max(1, math.ceil(size[1] * scale))
+
+
+_REDUCIBLE_AS = {"1": "L", "P": "RGB", "PA": "RGBA", "I;16": "I", "I;16B": "I", "I;16L": "I"}
+
+
+def _box_reduce(img: Image.Image, pixels: int | None) -> Image.Image:
+    """Shrink by the largest integer factor that keeps at least `pixels` pixels (the caller resamples the rest)."""
+    factor = 1 if pixels is None else math.isqrt(img.width * img.height // max(1, pixels))
+    if factor < 2:
+        return img
+    if img.mode in _REDUCIBLE_AS:  # modes Image.reduce does not take
+        img = img.convert("RGBA" if img.mode == "P" and img.has_transparency_data else _REDUCIBLE_AS[img.mode])
+    return img.reduce(factor)
+
+
+def png_ready(image: Image.Image) -> Image.Image:
+    """`image` in a mode PNG stores: float ("F", read as [0, 1] like the model does) as 16-bit grey,
+    CMYK, LAB, YCbCr, HSV as RGB (RGBA with transparency); PNG modes unchanged."""
+    if image.mode in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
+        return image
+    if image.mode == "F":
+        return Image.fromarray((np.clip(np.asarray(image), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16))
+    return image.convert("RGBA" if image.has_transparency_data else "RGB")
 
 
 @dataclass
