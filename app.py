@@ -8,8 +8,19 @@ GRADIO_SERVER_NAME / GRADIO_SERVER_PORT environment variables). The same file ru
                                   bundled model, deblurgan_hf/pretrained/*/config.json)
     DEBLURGAN_APP_MAX_MEGAPIXELS  largest image accepted, in megapixels (default 12)
     DEBLURGAN_APP_MAX_FILE_SIZE   largest upload, e.g. "20mb" (default 20mb)
-    DEBLURGAN_APP_CONCURRENCY     requests processed at once (default 2)
+    DEBLURGAN_APP_MAX_DOWNSCALE_MEGAPIXELS
+                                  largest image 'Downscale' decodes, in megapixels (default 150)
+    DEBLURGAN_APP_CONCURRENCY     requests deblurred at once (default 2)
     DEBLURGAN_APP_QUEUE_SIZE      requests allowed to wait in the queue (default 16)
+    DEBLURGAN_APP_HUB_LOADS       Hub models loaded at once, outside the deblurring slots (default 2)
+    DEBLURGAN_APP_HUB_TIMEOUT     seconds to wait for the Hub before giving up (default 10)
+    DEBLURGAN_APP_MAX_PARAMETERS  largest Hub model accepted, in parameters (default 20000000)
+    DEBLURGAN_APP_MAX_GFLOPS      largest compute per megapixel of a Hub model, in GFLOPs (default 2000)
+
+Every image is checked against the byte and megapixel limits before it is decoded, however it
+arrives (upload, example, or a `data:` URL in the API's JSON), and request bodies over what the
+largest image needs are refused before they are read. Only files gradio stored itself (uploads,
+examples) are opened: a path in the API's JSON is never trusted.
 
 The API endpoint `/deblur` takes (image, model, hub_id, tile, precision, downscale) and returns
 ((blurred, deblurred) PNG pair, full-resolution PNG file, a Markdown summary).
@@ -23,7 +34,6 @@ import base64
 import binascii
 import ctypes
 import ctypes.util
-import functools
 import io
 import math
 import os
@@ -32,8 +42,11 @@ import shutil
 import sys
 import tempfile
 import time
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 try:  # Hugging Face ZeroGPU Spaces: a GPU is attached only while a spaces.GPU function runs
     import spaces  # imported before torch, as ZeroGPU asks
@@ -47,9 +60,11 @@ from deblurgan_hf._extras import needs
 with needs("app"):
     import gradio as gr
     from gradio.data_classes import ImageData
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
 
 from deblurgan_hf import DEFAULT_MODEL, PRETRAINED_DIR, DeblurGAN
-from deblurgan_hf.inference import open_image, resolve_precision
+from deblurgan_hf.inference import open_image, png_ready, resolve_precision
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES_DIR = ROOT / "examples"
@@ -69,8 +84,16 @@ class AppConfig:
 
     max_megapixels: float = 12.0
     max_file_size: str = "20mb"
+    # Below PIL's own decompression-bomb error (179 MP), so the app's limit is the one a visitor sees.
+    max_downscale_megapixels: float = 150.0
     concurrency: int = 2
     queue_size: int = 16
+    hub_loads: int = 2
+    hub_timeout_s: float = 10.0
+    # Strict for visitors' Hub ids (from_pretrained's own default is 200 M): 10x the bundled model's
+    # parameters, and about DeblurGAN's ResNet (11 M, 1,500 GFLOPs per megapixel) in compute.
+    max_parameters: int = 20_000_000
+    max_gflops_per_megapixel: float = 2000.0
     keep_outputs_s: int = 3600  # downloads older than this are deleted
 
     @classmethod
@@ -79,9 +102,31 @@ class AppConfig:
         return cls(
             max_megapixels=float(env("DEBLURGAN_APP_MAX_MEGAPIXELS", cls.max_megapixels)),
             max_file_size=env("DEBLURGAN_APP_MAX_FILE_SIZE", cls.max_file_size),
+            max_downscale_megapixels=float(env("DEBLURGAN_APP_MAX_DOWNSCALE_MEGAPIXELS", cls.max_downscale_megapixels)),
             concurrency=int(env("DEBLURGAN_APP_CONCURRENCY", cls.concurrency)),
             queue_size=int(env("DEBLURGAN_APP_QUEUE_SIZE", cls.queue_size)),
+            hub_loads=int(env("DEBLURGAN_APP_HUB_LOADS", cls.hub_loads)),
+            hub_timeout_s=float(env("DEBLURGAN_APP_HUB_TIMEOUT", cls.hub_timeout_s)),
+            max_parameters=int(env("DEBLURGAN_APP_MAX_PARAMETERS", cls.max_parameters)),
+            max_gflops_per_megapixel=float(env("DEBLURGAN_APP_MAX_GFLOPS", cls.max_gflops_per_megapixel)),
         )
+
+    @property
+    def max_file_bytes(self) -> int:
+        return parse_size(self.max_file_size)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body: the largest image as base64 (a `data:` URL), plus the other fields."""
+        return math.ceil(self.max_file_bytes / 3) * 4 + 2**20
+
+
+def parse_size(text: str) -> int:
+    """ "20mb" -> bytes, in gradio's units (1 kb = 1024 b), so the app and gradio agree on the limit."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*", str(text).lower())
+    if match is None:
+        raise ValueError(f"file size {text!r}: expected a number with b, kb, mb or gb, like '20mb'")
+    return int(float(match[1]) * 1024 ** ("b", "kb", "mb", "gb").index(match[2] or "b"))
 
 
 def find_models(env_value: str | None = None) -> dict[str, str]:
@@ -113,77 +158,213 @@ def on_gpu(fn):
     return fn if spaces is None else spaces.GPU(fn)
 
 
-@functools.lru_cache(maxsize=4)
-def load_model(source: str) -> DeblurGAN:
-    """Load a model folder or Hub id onto DEVICE once; later requests reuse it (failures are not cached)."""
-    return DeblurGAN.from_pretrained(source).to(DEVICE)
+def load_model(source: str, config: AppConfig | None = None) -> DeblurGAN:
+    """Load a model folder or Hub id onto DEVICE, refusing models over the app's limits before
+    they are built (a visitor's Hub id could otherwise ask for any size)."""
+    config = config or AppConfig.from_env()
+    return DeblurGAN.from_pretrained(
+        source, max_parameters=config.max_parameters, max_gflops_per_megapixel=config.max_gflops_per_megapixel,
+        hub_timeout=config.hub_timeout_s,
+    ).to(DEVICE)
 
 
-def _refuse_if_too_large(source: str | bytes, max_megapixels: float) -> None:
-    """Refuse an over-size image from its header alone, before decoding it (a panorama can be 100s of MB)."""
+class ModelCache:
+    """Loaded models by source, the `size` most recently used; failures are not kept.
+
+    Hub models load outside the deblurring slots, at most `config.hub_loads` at once and the rest
+    refused at once, so a slow or unreachable Hub delays only the visitors who typed a Hub id.
+    """
+
+    def __init__(self, config: AppConfig, size: int = 4) -> None:
+        self.config, self.size = config, size
+        self._models: OrderedDict[str, DeblurGAN] = OrderedDict()
+        self._lock = threading.Lock()
+        self._hub_slots = threading.BoundedSemaphore(config.hub_loads)
+
+    def get(self, source: str, from_hub: bool) -> DeblurGAN:
+        with self._lock:
+            if source in self._models:
+                self._models.move_to_end(source)
+                return self._models[source]
+        if from_hub and not self._hub_slots.acquire(blocking=False):
+            raise gr.Error(f"{self.config.hub_loads} Hub models are being loaded for other visitors; "
+                           "try again in a minute.", title="Busy")
+        try:
+            model = load_model(source, self.config)
+        finally:
+            if from_hub:
+                self._hub_slots.release()
+        with self._lock:
+            self._models[source] = model
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+        return model
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to request bodies over `max_bytes` before they are read.
+
+    gradio limits multipart uploads (max_file_size) itself but parses JSON bodies whole, and an
+    image can come inside the JSON as a `data:` URL; the upload route is left to gradio.
+    Hand-written: neither starlette nor gradio has a size limit for JSON bodies.
+    """
+
+    def __init__(self, app, max_bytes: int, exempt: tuple[str, ...] = ("/gradio_api/upload",)) -> None:
+        self.app, self.max_bytes, self.exempt = app, max_bytes, exempt
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/").endswith(self.exempt):
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            return await self._refuse(scope, receive, send)
+        received, refused = 0, False
+
+        async def counted():
+            # A chunked body without (or beyond) its Content-Length: answer 413 as soon as it is over,
+            # then tell the app the client left (an exception here would become FastAPI's 400).
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def send_unless_refused(message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, send_unless_refused)
+
+    async def _refuse(self, scope, receive, send) -> None:
+        text = f"Request body too large: this app takes at most {self.max_bytes:,} bytes per request."
+        await PlainTextResponse(text, status_code=413)(scope, receive, send)
+
+
+def _stored_files(demo: gr.Blocks) -> Callable[[str], bool]:
+    """`is_stored(path)`: True only for files gradio itself stored (uploads, cached examples) and
+    the app's own examples. With preprocess=False gradio does not check the path in the JSON."""
+    examples = {os.path.abspath(p) for p in EXAMPLES_DIR.glob("*.png")}
+
+    def is_stored(path: str) -> bool:
+        path = os.path.abspath(path)
+        return path in examples or any(os.path.abspath(f) == path for files in list(demo.temp_file_sets)
+                                       for f in list(files))
+
+    return is_stored
+
+
+@dataclass(frozen=True)
+class _Header:
+    pixels: int
+    size: tuple[int, int] | None  # None when only the pixel count is known (PIL's bomb error)
+    deep_colour: bool  # 16 bits per colour channel, which PIL reads as 8
+
+    def describe(self) -> str:
+        mp = self.pixels / 1e6
+        return f"The image is {self.size[0]}x{self.size[1]} = {mp:.1f} megapixels" if self.size else \
+            f"The image has {mp:.1f} megapixels"
+
+
+def _read_header(source: str | bytes) -> _Header | None:
+    """Size (and colour depth) from the header alone; None if PIL cannot read it (open_image says why)."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-            w, h = img.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # open_image reports these
-        return
-    _check_megapixels(w, h, max_megapixels)
+            deep = img.mode in ("RGB", "RGBA") and any(str(t.args).endswith(";16B") for t in img.tile)
+            return _Header(img.width * img.height, img.size, deep)
+    except Image.DecompressionBombError as err:  # over PIL's own limit: its message has the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        return _Header(int(found[1]), None, False) if found else _Header(2 * Image.MAX_IMAGE_PIXELS + 1, None, False)
+    except (OSError, ValueError, SyntaxError):
+        return None
 
 
-def _check_megapixels(w: int, h: int, max_megapixels: float) -> None:
-    if w * h / 1e6 > max_megapixels:
+def _check_megapixels(header: _Header, config: AppConfig, downscale: bool) -> None:
+    if not downscale and header.pixels / 1e6 > config.max_megapixels:
         raise gr.Error(
-            f"The image is {w}x{h} = {w * h / 1e6:.1f} megapixels; this app takes at most {max_megapixels:g} "
-            "megapixels. Tick 'Downscale large images' (Advanced options) or resize it first.",
+            f"{header.describe()}; this app takes at most {config.max_megapixels:g} megapixels, so it has too "
+            "many pixels. Tick 'Downscale large images' (Advanced options) or resize it first.",
+            title="Image too large",
+        )
+    if downscale and header.pixels / 1e6 > config.max_downscale_megapixels:
+        raise gr.Error(
+            f"{header.describe()}; this app downscales images of at most {config.max_downscale_megapixels:g} "
+            "megapixels, so it has too many pixels. Resize it first.",
             title="Image too large",
         )
 
 
+def _check_bytes(n_bytes: int, config: AppConfig, what: str) -> None:
+    if n_bytes > config.max_file_bytes:
+        raise gr.Error(f"{what} is {n_bytes / 2**20:.1f} MB; this app takes at most "
+                       f"{config.max_file_size.upper()} per image.", title="Image too large")
+
+
+def _image_source(payload: ImageData, is_stored: Callable[[str], bool], config: AppConfig, name: str) -> str | bytes:
+    """The upload's bytes (a `data:` URL) or stored path, checked against the byte limit before decoding."""
+    if payload.url and payload.url.startswith("data:"):
+        data = payload.url.partition(",")[2]
+        _check_bytes(len(data) * 3 // 4 - data[-2:].count("="), config, f"'{name}'")  # decoded size, not decoded
+        try:
+            return base64.b64decode(data, validate=True)
+        except binascii.Error:
+            raise gr.Error(f"{name}: the pasted image is not valid base64 data.", title="Unreadable image")
+    if payload.path:
+        # One answer for every path that is not an upload: nothing about the server's files leaks.
+        if not (is_stored(payload.path) and os.path.isfile(payload.path)):
+            raise gr.Error("This image was not uploaded to this app (or has expired): upload it again.",
+                           title="Unknown file")
+        _check_bytes(os.path.getsize(payload.path), config, f"'{name}'")
+        return payload.path
+    raise gr.Error("No image: upload, paste or take a photo first.", title="No image")
+
+
 def _read_upload(
-    upload: dict | None, max_megapixels: float | None = None, downscale: bool = False
-) -> tuple[Image.Image, str]:
-    """Decode an upload (gradio's undecoded ImageData dict) to PIL; returns (image, name stem).
+    upload: dict | None, is_stored: Callable[[str], bool], config: AppConfig, downscale: bool = False
+) -> tuple[Image.Image, str, _Header | None]:
+    """Decode an upload (gradio's undecoded ImageData dict) to PIL; returns (image, name stem, header).
 
     The app decodes uploads itself (the event runs with preprocess=False): gr.Image would decode
     them with an unreadable message on bad files, while `open_image` names the problem (empty,
-    truncated, not an image, decompression bomb). Raises gr.Error with a readable message.
+    truncated, not an image). Bytes and megapixels are checked before decoding; with `downscale`
+    the image is decoded reduced to what the megapixel limit needs. Raises gr.Error.
     """
     if not upload:
         raise gr.Error("No image: upload, paste or take a photo first.", title="No image")
-    payload = ImageData.model_validate(upload)
-    name = Path(payload.orig_name or payload.path or "image").name
-    source: str | bytes
-    if payload.url and payload.url.startswith("data:"):
-        try:
-            source = base64.b64decode(payload.url.split(",", 1)[1], validate=True)
-        except (IndexError, binascii.Error):
-            raise gr.Error(f"{name}: the pasted image is not valid base64 data.", title="Unreadable image")
-    elif payload.path:
-        source = payload.path
-    else:
-        raise gr.Error("No image: upload, paste or take a photo first.", title="No image")
-    if max_megapixels is not None and not downscale:
-        _refuse_if_too_large(source, max_megapixels)
     try:
-        image = open_image(source)
+        payload = ImageData.model_validate(upload)
+    except ValueError:
+        raise gr.Error("image: expected an uploaded file (gradio FileData), got something else.", title="Bad input")
+    name = Path(payload.orig_name or payload.path or "image").name
+    source = _image_source(payload, is_stored, config, name)
+    header = _read_header(source)
+    if header is not None:
+        _check_megapixels(header, config, downscale)
+    try:
+        image = open_image(source, downscale_to=int(config.max_megapixels * 1e6) if downscale else None)
     except (ValueError, FileNotFoundError) as err:
         # open_image names the server's temp path, which means nothing to the visitor
         msg = str(err).replace(f"{payload.path}: ", "").replace("<bytes>: ", "").replace(str(payload.path), name)
         raise gr.Error(f"Cannot read '{name}': {msg}", title="Unreadable image")
     stem = re.sub(r"[^\w.-]+", "_", Path(name).stem)[:60] or "image"
-    return image, stem
+    return image, stem, header
 
 
-def _fit_megapixels(image: Image.Image, max_megapixels: float, downscale: bool) -> tuple[Image.Image, str]:
-    """Enforce the size limit: downscale (keeping the aspect ratio) if asked, else raise gr.Error."""
+def _fit_megapixels(image: Image.Image, max_megapixels: float, original: tuple[int, int] | None = None
+                    ) -> tuple[Image.Image, str]:
+    """Downscale (keeping the aspect ratio) to the megapixel limit; the note names the `original` size."""
     w, h = image.size
     mp = w * h / 1e6
+    ow, oh = original or image.size
     if mp <= max_megapixels:
-        return image, ""
-    if not downscale:
-        _check_megapixels(w, h, max_megapixels)
+        return image, "" if (ow, oh) == (w, h) else f" (downscaled from {ow}x{oh})"
     scale = math.sqrt(max_megapixels / mp)
     size = (max(1, int(w * scale)), max(1, int(h * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), f" (downscaled from {w}x{h})"
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), f" (downscaled from {ow}x{oh})"
 
 
 def _save_pngs(images: dict[str, Image.Image], out_dir: Path, keep_s: int) -> list[str]:
@@ -200,7 +381,7 @@ def _save_pngs(images: dict[str, Image.Image], out_dir: Path, keep_s: int) -> li
     paths = []
     for name, image in images.items():
         path, tmp = folder / name, folder / f".{name}.tmp"
-        image.save(tmp, format="PNG")
+        png_ready(image).save(tmp, format="PNG")  # CMYK, LAB and float inputs have no PNG mode of their own
         os.replace(tmp, path)
         paths.append(str(path))
     return paths
@@ -235,6 +416,10 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
     config = config or AppConfig.from_env()
     out_dir = Path(tempfile.mkdtemp(prefix="deblurgan-app-"))
     atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    loaded = ModelCache(config)
+    # Deblurring slots: gradio runs `concurrency + hub_loads` requests at once, so requests loading a
+    # Hub model (ModelCache) never hold the slots the others deblur in.
+    deblur_slots = threading.BoundedSemaphore(config.concurrency)
 
     def deblur(
         image: dict | None,
@@ -249,6 +434,12 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
 
         Inputs arrive unprocessed (preprocess=False, see `_read_upload`), so each is checked here.
         """
+        try:
+            return _deblur(image, model, hub_id, tile, precision, downscale, progress)
+        finally:
+            _release_freed_memory()  # refused requests too: a decoded data: URL is megabytes
+
+    def _deblur(image, model, hub_id, tile, precision, downscale, progress):
         hub_id = str(hub_id or "").strip()
         if precision not in PRECISIONS:
             raise gr.Error(f"precision: {precision!r} is not one of {PRECISIONS}", title="Bad option")
@@ -267,30 +458,38 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
 
         if not isinstance(downscale, bool):
             raise gr.Error(f"downscale: {downscale!r} is not true or false", title="Bad option")
-        blurred, stem = _read_upload(image, config.max_megapixels, downscale)
-        blurred, note = _fit_megapixels(blurred, config.max_megapixels, downscale)
+        if not image:
+            raise gr.Error("No image: upload, paste or take a photo first.", title="No image")
         progress(0, desc=f"Loading {label}")
         try:
-            net = load_model(source)
-        except Exception as err:  # any loading failure (offline, no such repo, bad weights) is shown as-is
+            net = loaded.get(source, from_hub=bool(hub_id))
+        except gr.Error:
+            raise
+        except Exception as err:  # any loading failure (offline, no such repo, too big, bad weights) is shown as-is
             raise gr.Error(f"Could not load model {label!r}: {err}", title="Model not loaded")
 
         def on_tile(done: int, total: int) -> None:
             progress((done, total), desc="Deblurring", unit="tiles")
 
-        progress(0, desc="Deblurring")
-        start = time.perf_counter()
-        try:
-            sharp = net.deblur(blurred, tile=tile_px, precision=precision, progress=on_tile)
-        except (MemoryError, RuntimeError) as err:
-            if isinstance(err, RuntimeError) and "allocate" not in str(err):  # torch: "can't allocate memory"
-                raise
-            raise gr.Error("Out of memory: choose a smaller tile size or a smaller image.", title="Out of memory")
-        seconds = time.perf_counter() - start
-        before, after = _save_pngs(
-            {f"{stem}.png": blurred, f"{stem}_deblurred.png": sharp}, out_dir, config.keep_outputs_s
-        )
-        _release_freed_memory()
+        progress(0, desc="Waiting for a free slot")
+        with deblur_slots:  # decoding too: a downscaled upload can take hundreds of MB while it decodes
+            blurred, stem, header = _read_upload(image, is_stored, config, downscale)
+            blurred, note = _fit_megapixels(blurred, config.max_megapixels, header and header.size)
+            if header is not None and header.deep_colour:
+                note += "; its 16 bits per colour channel were read as 8 (PIL reads colour PNGs at 8 bits per channel)"
+                gr.Warning("This PNG has 16 bits per colour channel: it is deblurred and returned at 8 bits per channel.")
+            progress(0, desc="Deblurring")
+            start = time.perf_counter()
+            try:
+                sharp = net.deblur(blurred, tile=tile_px, precision=precision, progress=on_tile)
+            except (MemoryError, RuntimeError) as err:
+                if isinstance(err, RuntimeError) and "allocate" not in str(err):  # torch: "can't allocate memory"
+                    raise
+                raise gr.Error("Out of memory: choose a smaller tile size or a smaller image.", title="Out of memory")
+            seconds = time.perf_counter() - start
+            before, after = _save_pngs(
+                {f"{stem}.png": blurred, f"{stem}_deblurred.png": sharp}, out_dir, config.keep_outputs_s
+            )
         w, h = sharp.size
         summary = (
             f"**{w} x {h}** px ({w * h / 1e6:.2f} MP){note} deblurred in **{seconds:.2f} s** "
@@ -368,9 +567,10 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
             inputs=[image, model, hub_id, tile, precision, downscale],
             outputs=[slider, download, info],
             api_name="deblur",
-            concurrency_limit=config.concurrency,
+            concurrency_limit=config.concurrency + config.hub_loads,  # see deblur_slots
             preprocess=False,  # the handler decodes the upload itself (see _read_upload)
         )
+    is_stored = _stored_files(demo)
     return demo.queue(max_size=config.queue_size)
 
 
@@ -388,6 +588,7 @@ def main(argv: list[str] | None = None) -> None:
         server_port=args.port,
         max_file_size=CONFIG.max_file_size,
         ssr_mode=False,
+        app_kwargs={"middleware": [Middleware(BodyLimit, max_bytes=CONFIG.max_body_bytes)]},
     )
 
 

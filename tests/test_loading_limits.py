@@ -76,7 +76,7 @@ def test_huge_config_is_refused_before_allocating(tmp_path, case):
     folder = _folder(tmp_path / "model", HUGE[case])
     code = f"from deblurgan_hf import DeblurGAN; DeblurGAN.from_pretrained({str(folder)!r})"
     rc, _, err, peak = run_watched([sys.executable, "-c", code], tmp_path)
-    print(f"{case}: exit {rc}, peak RSS {peak / 2**20:.0f} MiB, {err.strip().splitlines()[-1]}")
+    print(f"{case}: exit {rc}, peak RSS {peak / 2**20:.0f} MiB, {(err.strip().splitlines() or ['(killed, no output)'])[-1]}")
     assert peak < RSS_BOUND, f"peak RSS {peak / 2**20:.0f} MiB"
     assert rc == 1 and "ValueError" in err and f"{folder / 'config.json'}: the config asks for more than" in err
     assert f"the limit here is {MAX_PARAMETERS:,}" in err or "4,000 layers" in err
