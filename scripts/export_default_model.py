@@ -198,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
                 metrics[f"camera shake {r['kernel_px']} px, {r['variant']}: PSNR gain over the input (dB), images made worse"] = \
                     f"{r['gain_db']:+.2f}, {r['worse']} of {r['images']}"
         sources = ", ".join(Path(src.partition(":")[2]).name for src in args.shake)
+        trained = {Path(src.partition(":")[2]).resolve() for _, recipe in stages for src in recipe.get("train_sources") or []}
+        seen = [Path(src.partition(":")[2]).name for src in args.shake if Path(src.partition(":")[2]).resolve() in trained]
+        status = f"of which {', '.join(seen)} WAS in the training data" if seen else "never trained on"
         shake_md = ("### Camera shake\n\n"
-                    f"{sources} ({shake_rows[0]['images']} photos per row, never trained on), each blurred by a "
+                    f"{sources} ({shake_rows[0]['images']} photos per row, {status}), each blurred by a "
                     "Boracchi-Foi camera-shake kernel (as DeblurGAN) whose support falls in the bin: valid convolution, "
                     "kernel centred on its centre of mass, 1% Gaussian noise, 8 bits; `rotation` adds a roll about the "
                     "optical axis (spatially varying), `lowlight` blurs in linear light with saturated highlights and "
