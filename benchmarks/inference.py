@@ -8,10 +8,11 @@ Each case runs in its own process so peak RSS figures do not mix. Prints a Markd
 writes it to docs/results/inference.md (see _results.py).
 
     python benchmarks/inference.py [--model PATH_OR_ID] [--repeats 10] [--precisions auto fp32 bf16]
-        [--compile-precisions auto] [--tiles auto] [--big-precisions auto fp32] [--big-tile 1024]
+        [--compile-precisions auto fp32] [--tiles auto] [--big-precisions auto fp32] [--big-tile 1024]
 
 `--compile-precisions` adds `deblur(compile=True)` rows at 1280x720 (first call = compile time, or
-loading from deblurgan_hf's on-disk compile cache when it is warm); give it no value to skip them.
+loading from deblurgan_hf's on-disk compile cache when it is warm; `TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`
+for a cold compile); give it no value to skip them.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--precisions", nargs="+", default=["auto", "fp32", "bf16"], help="1280x720 eager rows")
-    parser.add_argument("--compile-precisions", nargs="*", default=["auto"], help="1280x720 compile=True rows")
+    parser.add_argument("--compile-precisions", nargs="*", default=["auto", "fp32"], help="1280x720 compile=True rows")
     parser.add_argument("--tiles", nargs="+", type=_tile, default=[None], help="tile settings at 1280x720 (auto or N)")
     parser.add_argument("--big-precisions", nargs="*", default=["auto", "fp32"], help="4000x3000 rows")
     parser.add_argument("--big-repeats", type=int, default=1)
