@@ -27,6 +27,7 @@ epoch lives in shared memory, so persistent DataLoader workers see it too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -142,16 +143,92 @@ def detect_kind(location: str | os.PathLike) -> str:
 # ----------------------------------------------------------------------------------------------
 
 def _open_checked(source: str | Path | bytes, label: str) -> tuple[int, int]:
-    """Verify an image file (PIL ``verify``) and return its (width, height); clear error if unreadable."""
+    """Decode an image fully once and return its (width, height); clear error naming `label` if it
+    does not decode. PIL's ``verify`` alone passes a truncated JPEG, or a PNG whose compressed data
+    is corrupt under valid checksums, which then stopped training at the step that first read it.
+    Images that decoded are remembered (`_DecodeChecks`), so later runs only read their headers."""
     try:
+        key = _DECODED.key(source)
+        known = _DECODED.get(key)
+        if known is not None:
+            return known
         with PILImage.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-            im.verify()
+            im.verify()  # checksums first: cheap, and its message is the clearer one
         with PILImage.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+            im.load()
+            _DECODED.add(key, im.size)
             return im.size
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: {label}") from None
     except Exception as exc:  # PIL raises many types for broken files
         raise ValueError(f"cannot read image {label}: {type(exc).__name__}: {exc}") from None
+
+
+class _DecodeChecks:
+    """Images known to decode completely: a file's path, size and mtime (or the sha256 of in-memory
+    bytes) -> (width, height), kept in ``$DEBLURGAN_DATA_CACHE/decoded-images.json`` (default
+    ``~/.cache/deblurgan-hf``) so each image is fully decoded once, not at every run. Written to a
+    temp name and renamed: concurrent writers may drop entries, never corrupt the file."""
+
+    MAX_ENTRIES = 200_000
+
+    def __init__(self) -> None:
+        self.known: dict[str, list[int]] | None = None
+        self.added = 0
+
+    @property
+    def path(self) -> Path:
+        folder = os.environ.get("DEBLURGAN_DATA_CACHE") or Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deblurgan-hf"
+        return Path(folder) / "decoded-images.json"
+
+    @staticmethod
+    def key(source: str | Path | bytes) -> str:
+        if isinstance(source, bytes):
+            return "sha256:" + hashlib.sha256(source).hexdigest()
+        stat = os.stat(source)
+        return f"{os.path.realpath(source)}|{stat.st_size}|{stat.st_mtime_ns}"
+
+    def _load(self) -> dict[str, list[int]]:
+        if self.known is None:
+            self.known = self._read()
+        return self.known
+
+    def _read(self) -> dict[str, list[int]]:
+        try:
+            known = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return known if isinstance(known, dict) else {}
+
+    def get(self, key: str) -> tuple[int, int] | None:
+        size = self._load().get(key)
+        return (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
+
+    def add(self, key: str, size: tuple[int, int]) -> None:
+        self._load()[key] = list(size)
+        self.added += 1
+
+    def save(self) -> None:
+        if not self.added:
+            return
+        path = self.path
+        # Keep what other processes added meanwhile; drop files that are gone (temporary datasets).
+        known = {k: v for k, v in {**self._read(), **self._load()}.items()
+                 if k.startswith("sha256:") or os.path.exists(k.rsplit("|", 2)[0])}
+        known = dict(list(known.items())[-self.MAX_ENTRIES:])
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(known))
+            os.replace(tmp, path)
+            self.known, self.added = known, 0
+        except OSError as err:  # a read-only home only costs the full decode again next run
+            tmp.unlink(missing_ok=True)
+            warnings.warn(f"could not save the decoded-image cache {path}: {err}", stacklevel=2)
+
+
+_DECODED = _DecodeChecks()
 
 
 def _load_rgb(value: dict | PILImage.Image | str) -> np.ndarray:
@@ -321,7 +398,7 @@ def _standardise(ds, label: str, blur_column: str | None, sharp_column: str, nam
 
 
 def _verify_dataset(ds, label: str) -> None:
-    """Open every image header (no full decode) and check pair sizes."""
+    """Decode every image (once, see `_open_checked`) and check pair sizes."""
     with needs("train", "eval"):
         import datasets
 
@@ -345,6 +422,20 @@ def _split_candidates(split: str) -> tuple[str, ...]:
     return ("test", "validation", "val") if split == "test" else (split,)
 
 
+def _saving_decode_checks(fn):
+    """Save the images `fn` found decodable, also when it stops at a broken one (only that one is
+    decoded again next run)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _DECODED.save()
+
+    return wrapper
+
+
+@_saving_decode_checks
 def load_pairs(
     source: str | os.PathLike,
     *,
@@ -368,7 +459,8 @@ def load_pairs(
         gopro_blur: ``"blur"`` (sRGB average; papers use it; default) or ``"blur_gamma"``.
         sharp_only: hub/disk: use only the sharp column and synthesise blur (``None``: a dataset without
             a blur column is an error unless this is True).
-        verify: open every image at load time (PIL verify) and check pair sizes.
+        verify: decode every image fully at load time and check pair sizes; images that decoded are
+            remembered (``~/.cache/deblurgan-hf/decoded-images.json``), so that happens once per file.
         revision: Hub dataset revision.
 
     Returns:
