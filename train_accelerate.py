@@ -29,7 +29,13 @@ from deblurgan_hf._extras import needs
 with needs("train"):
     from accelerate import Accelerator
     from accelerate.logging import get_logger
-    from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, ProjectConfiguration, set_seed
+    from accelerate.utils import (
+        DataLoaderConfiguration,
+        InitProcessGroupKwargs,
+        ProjectConfiguration,
+        broadcast_object_list,
+        set_seed,
+    )
 
 from deblurgan_hf import DeblurGAN
 from deblurgan_hf.cards import base_model_id, hub_datasets
@@ -47,6 +53,8 @@ from deblurgan_hf.training import (
     push_folder_to_hub,
     read_training_state,
     recipe_dict,
+    RunFolderInUse,
+    lock_output_dir,
     remove_stale_temp_dirs,
     resolve_resume_checkpoint,
     save_checkpoint,
@@ -77,9 +85,18 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one INFO line per saved file otherwise
     torch.set_num_threads(args.num_threads or default_num_threads())
     set_seed(args.seed)
+    refusal = [None]
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_dirs(output_dir)
+        try:
+            run_lock = lock_output_dir(output_dir)  # noqa: F841 - held (open) until this process exits
+        except RunFolderInUse as err:
+            refusal = [str(err)]
+        else:
+            remove_stale_temp_dirs(output_dir)  # only now: another run's temp folders are not stale
+    broadcast_object_list(refusal)  # every process stops, not only the main one
+    if refusal[0]:
+        raise SystemExit(f"train_accelerate.py: error: {refusal[0]}" if accelerator.is_main_process else 1)
     accelerator.wait_for_everyone()
     logger.info(f"{accelerator.num_processes} process(es), {torch.get_num_threads()} threads each, "
                 f"mixed precision {accelerator.mixed_precision}", main_process_only=True)

@@ -14,7 +14,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import IO, Any, Callable, Iterable, Sequence
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -42,11 +42,14 @@ __all__ = [
     "parse_int_list",
     "weights_checksum",
     "validation_eval_results",
+    "lock_output_dir",
+    "RunFolderInUse",
 ]
 
 TRAINING_STATE_NAME = "training_state.json"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TMP_PREFIX = ".tmp-"
+RUN_LOCK_NAME = ".run.lock"
 
 
 # ----------------------------------------------------------------------------- arguments and recipes
@@ -382,6 +385,40 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, state
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+class RunFolderInUse(RuntimeError):
+    """Another training run holds the output folder."""
+
+
+def lock_output_dir(output_dir: str | os.PathLike) -> IO[str]:
+    """Lock `output_dir` for this run; keep the returned file open for as long as the run writes there.
+
+    Two runs writing one folder interleave `metrics.jsonl` and race on checkpoints (a killed
+    `accelerate launch` can leave its trainer running). `fcntl.flock` is released by the kernel when
+    its holder exits, however it dies, so a lock file left by a killed run is simply taken over; the
+    holder writes its PID and command into the file for the message. Raises RunFolderInUse.
+    """
+    import fcntl  # POSIX; the project's training runs on Linux
+
+    path = Path(output_dir) / RUN_LOCK_NAME
+    lock = path.open("a+", encoding="utf-8")  # "a+": a waiting run must not truncate the holder's PID
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip()
+        lock.close()
+        pid, _, command = holder.partition(" ")
+        raise RunFolderInUse(
+            f"{output_dir} is in use by another training run (PID {pid or 'unknown'}: {command or '?'}); "
+            "wait for it to finish or stop it, or choose another --output_dir"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()} {command_line()}\n")
+    lock.flush()
+    return lock
 
 
 def remove_stale_temp_dirs(output_dir: str | os.PathLike) -> None:
