@@ -154,15 +154,26 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+RSS_CEILING = 5 * 2**30  # a server past this is killed: a regression fails the test, not the machine
+
+
 @contextmanager
 def peak_rss(server):
-    """Sample the server's RSS every 20 ms while the block runs; yields a dict that gets 'before' and 'peak'."""
+    """Sample the server's RSS every 20 ms while the block runs; yields a dict that gets 'before',
+    'peak' and 'after'. Above RSS_CEILING the server is killed (before the fix, a Hub id asking for
+    a wide network took the server to 22 GB and the kernel's OOM killer)."""
     figures = {"before": server.rss_bytes(), "peak": 0}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            figures["peak"] = max(figures["peak"], server.rss_bytes())
+            try:
+                figures["peak"] = max(figures["peak"], server.rss_bytes())
+            except Exception:  # noqa: BLE001 - the server is gone
+                return
+            if figures["peak"] > RSS_CEILING:
+                server.process.kill()
+                return
             time.sleep(0.02)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -172,6 +183,7 @@ def peak_rss(server):
     finally:
         done.set()
         thread.join(timeout=5)
+        assert figures["peak"] <= RSS_CEILING, f"server RSS passed {RSS_CEILING / 2**30:.0f} GiB: killed"
         figures["after"] = server.rss_bytes()
 
 
