@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -572,3 +573,36 @@ def _lfs_patterns(hub: HubServer, commit: Commit) -> list[str]:
 def _matches(path: str, patterns: list[str]) -> bool:
     # gitattributes: a pattern without "/" matches the file name at any depth.
     return any(fnmatch.fnmatch(path if "/" in p else path.rsplit("/", 1)[-1], p) for p in patterns)
+
+
+class BlackHole:
+    """A loopback port that accepts connections and never answers, until `release()` closes them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        self.released = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            if self.released:
+                conn.close()
+
+    def release(self) -> None:
+        """Close every connection, and from now on close new ones at once (a Hub that went away)."""
+        self.released = True
+        for conn in list(self.connections):
+            conn.close()
+
+    def close(self) -> None:
+        self.release()
+        self.sock.close()

@@ -10,7 +10,6 @@ import base64
 import io
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -27,45 +26,12 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from app_server import GOPRO_BLUR, DATA, app_models_env, gopro_crop, serve_app
-from hub_server import HubServer
+from hub_server import BlackHole, HubServer
 
 pytestmark = pytest.mark.skipif(not GOPRO_BLUR.is_dir(), reason=f"{GOPRO_BLUR} missing (../shared/data)")
 
 MAX_MP, MAX_MB, MAX_DOWNSCALE_MP = 1.0, 2, 170.0
 MAX_PARAMETERS = 5_000_000
-
-
-class BlackHole:
-    """A loopback port that accepts connections and never answers, until `release()` closes them."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        self.released = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
-            if self.released:
-                conn.close()
-
-    def release(self) -> None:
-        """Close every connection, and from now on close new ones at once (a Hub that went away)."""
-        self.released = True
-        for conn in list(self.connections):
-            conn.close()
-
-    def close(self) -> None:
-        self.release()
-        self.sock.close()
 
 
 def _upload_repo(hub: HubServer, folder: Path, repo_id: str, hf_home: Path) -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from safetensors.torch import save_file
 
 from deblurgan_hf import DeblurGAN
 from deblurgan_hf.modeling import MAX_PARAMETERS, check_model_size
-from hub_server import HubServer
+from hub_server import BlackHole, HubServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEBLURGAN = str(Path(sys.executable).with_name("deblurgan"))
@@ -181,31 +179,6 @@ def test_weights_file_far_bigger_than_the_config_is_refused_unread(tmp_path, sma
 
 
 # -- the Hub ---------------------------------------------------------------------------------------
-
-
-class BlackHole:
-    """A loopback port that accepts connections and never answers (a Hub behind a dead network)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
-
-    def close(self) -> None:
-        for conn in self.connections:
-            conn.close()
-        self.sock.close()
 
 
 def _client_env(endpoint: str, hf_home: Path, offline: bool = False) -> dict[str, str]:
