@@ -39,14 +39,16 @@ def _folder(path: Path, config: dict | str, weights: bytes | None = b"\x00" * 68
     return path
 
 
-def run_watched(cmd: list[str], tmp_path: Path, env: dict | None = None, timeout: float = 180) -> tuple[int, str, str, int]:
+def run_watched(cmd: list[str], tmp_path: Path, env: dict | None = None, timeout: float = 180, *,
+                full_env: dict[str, str] | None = None) -> tuple[int, str, str, int]:
     """Run `cmd`, sampling its RSS every 50 ms; kill it above RSS_CEILING or after `timeout` s.
 
+    The environment is this one, offline, plus `env`; or exactly `full_env` when given.
     Returns (returncode, stdout, stderr, peak RSS in bytes)."""
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with out.open("w") as o, err.open("w") as e:
         proc = subprocess.Popen(cmd, stdout=o, stderr=e, text=True, cwd=ROOT,
-                                env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+                                env=full_env if full_env is not None else {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     watched, peak, deadline = psutil.Process(proc.pid), 0, time.monotonic() + timeout
     while proc.poll() is None:
         try:
@@ -194,21 +196,8 @@ def _client_env(endpoint: str, hf_home: Path, offline: bool = False) -> dict[str
 def _load_in_subprocess(repo_id: str, env: dict[str, str], tmp_path: Path, timeout: float = 90, **kwargs) -> tuple[int, str, int]:
     code = (f"import torch; from deblurgan_hf import DeblurGAN; m = DeblurGAN.from_pretrained({repo_id!r}, **{kwargs!r}); "
             "print('LOADED', m.num_parameters())")
-    cmd = [sys.executable, "-c", code]
-    out, err = tmp_path / "client.out", tmp_path / "client.err"
-    with out.open("w") as o, err.open("w") as e:
-        proc = subprocess.Popen(cmd, stdout=o, stderr=e, env=env, cwd=ROOT)
-    watched, peak, deadline = psutil.Process(proc.pid), 0, time.monotonic() + timeout
-    while proc.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        if peak > RSS_CEILING or time.monotonic() > deadline:
-            proc.kill()
-        time.sleep(0.05)
-    proc.wait()
-    return proc.returncode, out.read_text() + err.read_text(), peak
+    code_, out, err, peak = run_watched([sys.executable, "-c", code], tmp_path, timeout=timeout, full_env=env)
+    return code_, out + err, peak
 
 
 def _upload(hub: HubServer, folder: Path, repo_id: str, tmp_path: Path) -> None:
