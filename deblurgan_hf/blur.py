@@ -876,7 +876,7 @@ class BlurSynthesizer:
 
     MODES = ("trajectory", "kernel", "shake", "mix")
     KERNEL_KEYS = {"size", "max_len", "exposure", "expl", "noise", "jpeg_prob", "jpeg_quality", "n_steps", "border"}
-    _NOT_PARAMS = {"images", "generator", "return_info", "paths", "frame_diag", "center", "output_box", "valid"}
+    _NOT_PARAMS = {"images", "generator", "return_info", "paths", "frame_diag", "center", "output_box"}
 
     def __init__(self, mode: str = "trajectory", **params):
         if mode not in self.MODES:
@@ -884,7 +884,7 @@ class BlurSynthesizer:
         if mode == "trajectory":
             allowed = set(inspect.signature(trajectory_blur).parameters) - self._NOT_PARAMS
         elif mode == "shake":
-            allowed = set(inspect.signature(camera_shake_blur).parameters) - self._NOT_PARAMS | {"valid"}
+            allowed = set(inspect.signature(camera_shake_blur).parameters) - self._NOT_PARAMS
         elif mode == "mix":
             allowed = {"components"}
         else:
