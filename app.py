@@ -64,6 +64,7 @@ with needs("app"):
     from starlette.responses import PlainTextResponse
 
 from deblurgan_hf import DEFAULT_MODEL, PRETRAINED_DIR, DeblurGAN
+from deblurgan_hf.files import atomic_write
 from deblurgan_hf.inference import open_image, png_ready, resolve_precision
 
 ROOT = Path(__file__).resolve().parent
@@ -380,9 +381,9 @@ def _save_pngs(images: dict[str, Image.Image], out_dir: Path, keep_s: int) -> li
     folder = Path(tempfile.mkdtemp(dir=out_dir))
     paths = []
     for name, image in images.items():
-        path, tmp = folder / name, folder / f".{name}.tmp"
-        png_ready(image).save(tmp, format="PNG")  # CMYK, LAB and float inputs have no PNG mode of their own
-        os.replace(tmp, path)
+        path = folder / name
+        with atomic_write(path) as tmp:
+            png_ready(image).save(tmp, format="PNG")  # CMYK, LAB and float inputs have no PNG mode of their own
         paths.append(str(path))
     return paths
 

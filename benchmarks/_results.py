@@ -21,6 +21,8 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Iterator
 
+from deblurgan_hf.files import atomic_write_text
+
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 
@@ -73,8 +75,5 @@ def recorded(name: str, skip_flags: tuple[str, ...] = ()) -> Iterator[None]:
     with redirect_stdout(_Tee(sys.stdout, buffer)):
         yield
     path = Path(target) / f"{name}.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(header(command, started, at_start) + buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, header(command, started, at_start) + buffer.getvalue())
     print(f"\nwrote {os.path.relpath(path)}", file=sys.stderr)

@@ -11,17 +11,30 @@ A leak shows as RSS growing with the number of requests.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # reuse the tests' server launcher (tests/app_server.py)
+from gradio_client import Client, handle_file
 
-from app_server import GOPRO_BLUR, app_models_env, bundled_model_exists, serve_app  # noqa: E402
-from gradio_client import Client, handle_file  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tests_module(name: str):
+    """tests/NAME.py, loaded from its file: tests/ is not a package (here: the tests' server launcher)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+_server = _tests_module("app_server")
+GOPRO_BLUR, app_models_env, bundled_model_exists, serve_app = (
+    _server.GOPRO_BLUR, _server.app_models_env, _server.bundled_model_exists, _server.serve_app)
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
 
 from deblurgan_hf.blur import BlurSynthesizer  # noqa: E402

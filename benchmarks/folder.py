@@ -87,7 +87,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO / "benchmarks"))
     from _results import recorded
 
     with recorded("folder", skip_flags=("-h", "--help")):

@@ -42,7 +42,6 @@ def _worker(task: str, name: str, width: int, height: int, repeats: int, threads
 
     import torch
 
-    sys.path.insert(0, str(REPO))
     from deblurgan_hf.models import build_generator
 
     base_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # torch and package imports
@@ -126,7 +125,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     from _results import recorded
 
     with recorded("models", skip_flags=("--worker", "-h", "--help")):

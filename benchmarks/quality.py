@@ -36,7 +36,6 @@ SHAKE_SOURCES = [f"sharp:{DATA / 'sharp' / 'kodak24'}", f"sharp:{DATA / 'sharp' 
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     from deblurgan_hf import DEFAULT_MODEL
     from deblurgan_hf.baselines import BASELINES, KERNEL_BASELINES
     from deblurgan_hf.evaluation import (

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._extras import needs
+from .imaging import to_uint8
 
 with needs("eval"):
     from skimage.filters import unsharp_mask
@@ -32,16 +33,10 @@ __all__ = [
     "richardson_lucy",
     "wiener",
     "choose_unsharp",
-    "to_uint8",
 ]
 
 # Small on purpose: the grid is searched on the evaluation set itself (an oracle-tuned baseline).
 UNSHARP_GRID: tuple[tuple[float, float], ...] = tuple((r, a) for r in (1.0, 2.0, 4.0, 8.0) for a in (0.5, 1.0, 2.0))
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] -> uint8 by rounding (the project's quantisation everywhere)."""
-    return (np.clip(x, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
 def _check(image: np.ndarray, kernel: np.ndarray | None = None, needs_kernel: bool = False) -> None:

@@ -13,7 +13,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+from .files import atomic_write
+from .imaging import IMAGE_EXTENSIONS, PRECISIONS
 
 
 def collect_inputs(inputs: list[str], recursive: bool) -> list[tuple[Path, Path]]:
@@ -23,7 +24,7 @@ def collect_inputs(inputs: list[str], recursive: bool) -> list[tuple[Path, Path]
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             found += [(f, f.relative_to(path).with_suffix(".png")) for f in files]
         elif path.is_file():
             found.append((path, Path(path.name).with_suffix(".png")))
@@ -43,16 +44,11 @@ def save_atomic(image, path: Path) -> None:
     """Write a PNG to a temporary name in the same folder, then rename: never a half-written output."""
     from .inference import png_ready
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_write(path) as tmp:
         png_ready(image).save(tmp, format="PNG")  # float TIFFs as 16-bit PNG, CMYK and LAB as RGB
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
-_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)$")  # save_atomic's temp names: .NAME.tmp-PID
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)$")  # files.atomic_write's temp names: .NAME.tmp-PID
 
 
 def remove_stale_temps(outdir: Path) -> list[Path]:
@@ -181,6 +177,60 @@ def deblur_files(
         write_pool.shutdown(wait=True, cancel_futures=True)
 
 
+def is_video_run(inputs: list[str], output: str) -> bool:
+    """True when an input is a video file or -o names one (by suffix). The suffix lists live in
+    deblurgan_hf.video, which needs PyAV: runs on images into a plain folder do not import it."""
+    paths = [Path(p) for p in [*inputs, output]]
+    if all(not p.suffix or p.is_dir() or p.suffix.lower() in IMAGE_EXTENSIONS for p in paths):
+        return False
+    from . import video
+
+    return any(p.suffix.lower() in (*video.VIDEO_EXTENSIONS, *video.OUTPUT_FORMATS) for p in paths)
+
+
+VIDEO_ONLY_OPTIONS = ("start", "duration", "lossless", "crf", "batch")
+
+
+def cmd_deblur_video(args: argparse.Namespace) -> int:
+    """`deblurgan deblur clip.mp4 -o sharp.mp4`: one clip, streamed through the model in batches."""
+    import torch
+    from tqdm import tqdm
+
+    from . import DEFAULT_MODEL, DeblurGAN
+    from .video import DEFAULT_BATCH, DEFAULT_CRF, check_output, check_window, deblur_video, probe
+
+    if len(args.inputs) != 1 or Path(args.inputs[0]).is_dir():
+        raise ValueError(f"{' '.join(args.inputs)}: a video is deblurred on its own: give one video file and -o FILE.mp4")
+    src, dst = Path(args.inputs[0]), Path(args.output)
+    check_output(dst)
+    if args.crf is not None and args.crf > 51:
+        raise ValueError(f"--crf {args.crf}: allowed values are 0 (lossless) to 51 (worst)")
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"-o {dst}: the same file as the input; choose another name")
+    check_writable(dst.parent)
+    info = probe(src)  # a bad file or window is refused before the model loads
+    check_window(info, args.start or 0.0, args.duration)
+    if dst.exists() and not args.overwrite:
+        print(f"{dst} is already there, kept (--overwrite to redo)")
+        return 0
+    model = DeblurGAN.from_pretrained(args.model or DEFAULT_MODEL).to(pick_device(args.device))
+
+    def deblur(batch: torch.Tensor) -> torch.Tensor:
+        return model.deblur(batch, tile=args.tile, overlap=args.overlap, precision=args.precision, compile=args.compile)
+
+    with tqdm(total=info.frames, desc="deblurring", unit="frame") as bar:
+        def progress(done: int, expected: int) -> None:
+            bar.total = expected
+            bar.update(done - bar.n)
+
+        frames = deblur_video(deblur, src, dst, start=args.start or 0.0, duration=args.duration,
+                              lossless=args.lossless, crf=DEFAULT_CRF if args.crf is None else args.crf,
+                              batch_size=args.batch or DEFAULT_BATCH, progress=progress)
+    audio = f", {info.audio} audio copied" if info.audio else ""
+    print(f"{frames} frames deblurred into {dst} ({info.width}x{info.height} at {float(info.rate):.3g} fps{audio})")
+    return 0
+
+
 def cmd_deblur(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -193,9 +243,14 @@ def cmd_deblur(args: argparse.Namespace) -> int:
         raise ValueError(f"--io-threads {args.io_threads}: must be at least 1")
     check_tiling(args.tile, args.overlap)
     device = pick_device(args.device)
+    if is_video_run(args.inputs, args.output):
+        return cmd_deblur_video(args)
+    given = [f"--{name}" for name in VIDEO_ONLY_OPTIONS if getattr(args, name) not in (None, False)]
+    if given:
+        raise ValueError(f"{', '.join(given)}: for a video input only (deblurgan deblur clip.mp4 -o sharp.mp4)")
     jobs = collect_inputs(args.inputs, args.recursive)
     if not jobs:
-        print(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})", file=sys.stderr)
+        print(f"no images found in {' '.join(args.inputs)} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})", file=sys.stderr)
         return 1
     outdir = Path(args.output)
     check_writable(outdir)
@@ -229,14 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    deblur = sub.add_parser("deblur", help="deblur image files and folders into OUTDIR as PNG")
-    deblur.add_argument("inputs", nargs="+", help="image files and/or folders")
-    deblur.add_argument("-o", "--output", required=True, help="output folder (created if needed)")
+    deblur = sub.add_parser("deblur", help="deblur image files and folders into OUTDIR as PNG, or a video into a video")
+    deblur.add_argument("inputs", nargs="+", help="image files and/or folders, or one video file")
+    deblur.add_argument("-o", "--output", required=True, help="output folder (created if needed), or FILE.mp4 for a video")
     deblur.add_argument("--model", default=None, help="model folder or Hub repo id (default: the bundled model)")
     deblur.add_argument("--tile", type=_count(0), default=None,
                         help="tile size in pixels, at least 2 x overlap + 16 (default: by image size; 0: never tile)")
     deblur.add_argument("--overlap", type=_count(0), default=32, help="tile overlap in pixels")
-    deblur.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+    deblur.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto: bf16 where the device has native bf16 and it was measured accurate, else fp32; fp16: GPU only")
     deblur.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="where the model runs (default auto: CUDA, else Apple MPS, else the CPU)")
@@ -248,6 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="threads decoding inputs ahead and, as many again, encoding outputs behind the model (default 2)")
     deblur.add_argument("--recursive", action="store_true", help="descend into sub-folders (kept in OUTDIR)")
     deblur.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
+    video = deblur.add_argument_group("video", "one clip in, -o FILE (.mp4, .mov, .mkv) out; frame rate, size, "
+                                      "rotation and audio are kept")
+    video.add_argument("--start", type=float, default=None, metavar="SECONDS", help="begin this far into the clip")
+    video.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="deblur this much (default: to the end)")
+    video.add_argument("--crf", type=_count(0), default=None,
+                       help="H.264 quality, 0 (lossless YUV) to 51 (worst); default 18, near-transparent")
+    video.add_argument("--lossless", action="store_true", help="lossless RGB H.264 (large files; few players play it)")
+    video.add_argument("--batch", type=_count(1), default=None, help="frames per model call (default 4)")
     deblur.set_defaults(func=cmd_deblur)
 
     # Parsed by their own modules (see main); listed here so `deblurgan --help` shows them.
@@ -282,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except ModuleNotFoundError as err:  # e.g. PyAV for a video
+        from ._extras import extras_providing
+
+        if not extras_providing(err.name or ""):
+            raise
+        print(f"deblurgan {args.command}: error: {err}", file=sys.stderr)  # the message names the extra
+        return 2
     except (ValueError, FileNotFoundError) as err:
         print(f"deblurgan {args.command}: error: {err}", file=sys.stderr)
         return 2

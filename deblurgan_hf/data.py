@@ -43,6 +43,8 @@ import torch
 from PIL import Image as PILImage
 
 from ._extras import needs
+from .files import atomic_write_text
+from .imaging import IMAGE_EXTENSIONS, to_uint8
 from .blur import BlurSynthesizer
 
 __all__ = [
@@ -62,7 +64,6 @@ __all__ = [
     "tensor_to_image",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SOURCE_KINDS = ("hub", "disk", "gopro", "paired", "sharp")
 GOPRO_BLUR_DIRS = ("blur", "blur_gamma")
 
@@ -217,14 +218,10 @@ class _DecodeChecks:
         known = {k: v for k, v in {**self._read(), **self._load()}.items()
                  if k.startswith("sha256:") or os.path.exists(k.rsplit("|", 2)[0])}
         known = dict(list(known.items())[-self.MAX_ENTRIES:])
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(known))
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(known))
             self.known, self.added = known, 0
         except OSError as err:  # a read-only home only costs the full decode again next run
-            tmp.unlink(missing_ok=True)
             warnings.warn(f"could not save the decoded-image cache {path}: {err}", stacklevel=2)
 
 
@@ -251,7 +248,7 @@ def image_to_tensor(image: np.ndarray | PILImage.Image) -> torch.Tensor:
 
 def tensor_to_image(tensor: torch.Tensor) -> PILImage.Image:
     """(3,H,W) float in [0, 1] -> PIL RGB image (rounded to uint8)."""
-    arr = (tensor.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    arr = to_uint8(tensor).permute(1, 2, 0).cpu().numpy()
     return PILImage.fromarray(arr)
 
 

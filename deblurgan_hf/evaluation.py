@@ -14,7 +14,6 @@ import argparse
 import csv
 import io
 import math
-import os
 import sys
 import tempfile
 import time
@@ -26,7 +25,9 @@ import numpy as np
 from PIL import Image
 
 from ._extras import needs
-from .baselines import BASELINES, KERNEL_BASELINES, UNSHARP_GRID, choose_unsharp, to_uint8, unsharp
+from .files import atomic_write_bytes
+from .imaging import PRECISIONS, to_uint8
+from .baselines import BASELINES, KERNEL_BASELINES, UNSHARP_GRID, choose_unsharp, unsharp
 from .metrics import load_psnr, load_ssim
 
 __all__ = ["Pair", "PairSource", "Method", "MethodResult", "main", "run_evaluation", "model_method", "baseline_methods",
@@ -296,12 +297,6 @@ def _crop_box(sharp: np.ndarray, size: int) -> tuple[int, int, int]:
     return box[0], box[1], size
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def summary_markdown(results: Sequence[MethodResult]) -> str:
     """The summary table (one row per method) as markdown."""
     lines = [
@@ -420,9 +415,9 @@ def run_evaluation(
         for r in results:
             for row in zip(r.images, [r.name] * len(r.images), r.psnr, r.ssim, r.seconds, r.megapixels):
                 writer.writerow([row[0], row[1], f"{row[2]:.4f}", f"{row[3]:.6f}", f"{row[4]:.4f}", f"{row[5]:.4f}"])
-        _write_atomic(out / "per_image.csv", buf.getvalue().encode())
-        _write_atomic(out / "summary.md", summary_markdown(results).encode())
-        _write_atomic(out / "crops.png", _figure(figure, ["blur", *[n for n in names if n != "identity"], "sharp"]))
+        atomic_write_bytes(out / "per_image.csv", buf.getvalue().encode())
+        atomic_write_bytes(out / "summary.md", summary_markdown(results).encode())
+        atomic_write_bytes(out / "crops.png", _figure(figure, ["blur", *[n for n in names if n != "identity"], "sharp"]))
     return results
 
 
@@ -507,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"of {list(BASELINES)}; default: all that apply (rl and wiener need synthetic data); none: give no name")
     parser.add_argument("--out", default="evaluation", metavar="DIR", help="output folder (default: ./evaluation)")
     parser.add_argument("--tile", type=int, default=None, help="tile size for model inference (default: by image size)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto", help="model inference precision")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="model inference precision")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
     parser.add_argument("--blur", choices=BLUR_CHOICES, default="kernel",
                         help="synthesis for sharp: sources (none: the sharp photo is the input)")

@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .files import atomic_write
+
 FORMATS = ("onnx",)
 OPSET = 18  # the lowest opset torch.onnx's dynamo exporter writes without converting
 
@@ -49,21 +51,15 @@ def export_onnx(model: nn.Module, path: str | Path, *, example_size: tuple[int, 
     dynamic = {"blurred": {0: torch.export.Dim.DYNAMIC, 2: multiple * rows, 3: multiple * cols}}
     net = _FirstOutput(generator).eval()
     x = torch.rand(1, 3, *example)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     program = torch.onnx.export(
         net, (x,), dynamo=True, input_names=["blurred"], output_names=["sharp"],
         dynamic_shapes=dynamic, opset_version=OPSET, optimize=True, external_data=False,
     )
     program.model.metadata_props.update({"size_multiple": str(multiple), "min_size": str(smallest),
                                          "input_range": "float32 RGB in [0, 1], NCHW"})
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_write(path) as tmp:
         program.save(str(tmp), external_data=False)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 class _FirstOutput(nn.Module):

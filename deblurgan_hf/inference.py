@@ -21,10 +21,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
+from .imaging import PRECISIONS
+
 # Whole-image inference up to this many pixels; above it, tiles (memory grows with the image).
 AUTO_TILE_THRESHOLD = 2_100_000  # a 1920x1080 frame still runs whole
 AUTO_TILE_SIZE = 1024
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # torch.compile's Inductor caches (FX graphs, AOTAutograd) go here unless TORCHINDUCTOR_CACHE_DIR
 # is set: torch's default is under /tmp, which a reboot clears, and a cold compile takes minutes.

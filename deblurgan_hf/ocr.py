@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ._extras import needs
+from .files import atomic_write_bytes
+from .imaging import PRECISIONS, to_uint8
 
 __all__ = ["DEFAULT_LINES", "cer", "levenshtein", "render_text", "blur_page", "read_text", "ocr_check", "main"]
 
@@ -35,12 +36,6 @@ DEFAULT_LINES: tuple[str, ...] = (
     "How vexingly quick daft zebras jump (42 times).",
     "Invoice 2024-118 was paid on March 7 at 09:45.",
 )
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _png(image: Image.Image) -> bytes:
@@ -124,7 +119,7 @@ def blur_page(page: Image.Image, *, seed: int, kernel_size: int = 21, noise: flo
                             exposure=(1.0,), noise=(noise, noise))
     x = torch.from_numpy(np.asarray(page.convert("RGB")).copy()).permute(2, 0, 1).float().div(255.0)
     blurred, info = synth(x, torch.Generator().manual_seed(seed))
-    arr = (blurred.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    arr = to_uint8(blurred).permute(1, 2, 0).numpy()
     return Image.fromarray(arr), info["kernel"][0].numpy()
 
 
@@ -201,7 +196,7 @@ def ocr_check(
             edits[c] += e
             row[c] = e / n_ref
             if out is not None:
-                _write_atomic(out / f"page{page}_{c}.png", _png(images[c]))
+                atomic_write_bytes(out / f"page{page}_{c}.png", _png(images[c]))
         per_page.append(row)
     result = {
         "cer": {c: edits[c] / (n_ref * pages) for c in conditions},
@@ -212,7 +207,7 @@ def ocr_check(
                      "font_size": font_size, "kernel_size": kernel_size, "noise": noise},
     }
     if out is not None:
-        _write_atomic(out / "ocr.json", json.dumps(result, indent=2).encode())
+        atomic_write_bytes(out / "ocr.json", json.dumps(result, indent=2).encode())
     return result
 
 
@@ -226,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--font-size", type=int, default=18)
     parser.add_argument("--kernel-size", type=int, default=21)
     parser.add_argument("--noise", type=float, default=0.0)
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--out", default=None, help="save the page images and ocr.json here")
     args = parser.parse_args(argv)
     try:

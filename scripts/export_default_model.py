@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import runpy
 import shutil
 import sys
 import time
@@ -91,10 +92,8 @@ def real_photo_figure(model, folder: Path, out: Path, width: int = 1400) -> list
 
 
 def _machine() -> str:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from _results import machine
-
-    return machine()
+    # benchmarks/ is not a package: its shared helpers are run from their file
+    return runpy.run_path(str(REPO / "benchmarks" / "_results.py"))["machine"]()
 
 
 def training_stages(run: Path) -> list[tuple[Path, dict]]:
@@ -109,11 +108,11 @@ def training_stages(run: Path) -> list[tuple[Path, dict]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     from huggingface_hub import EvalResult
 
     from deblurgan_hf import PRETRAINED_DIR, DeblurGAN
     from deblurgan_hf.cards import base_model_id, eval_dataset, hub_datasets
+    from deblurgan_hf.files import atomic_write
     from deblurgan_hf.evaluation import (
         PairSource,
         baseline_methods,
@@ -158,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = [model_method(str(src), precision="fp32"), model_method(str(src), precision="bf16")]
     methods[0].name, methods[1].name = "model fp32", "model bf16"
     baselines = baseline_methods(["identity", "unsharp"], pairs, has_kernel=False, log=lambda s: None)
-    tmp = Path(args.out).with_name(f".tmp-{Path(args.out).name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    eval_dir = tmp.with_name(tmp.name + "-eval")
+    eval_dir = Path(args.out).with_name(f".tmp-{Path(args.out).name}-eval")
     results = run_evaluation(pairs, methods + baselines, out_dir=eval_dir, progress=True)
     by_name = {r.name: r for r in results}
     fp32, bf16, ident, unsharp = (by_name[n] for n in ("model fp32", "model bf16", "identity", "unsharp"))
@@ -262,24 +259,17 @@ def main(argv: list[str] | None = None) -> int:
         extra=extra,
         limitations=Path(args.limitations).read_text().strip() if args.limitations else None,
     )
-    model.save_pretrained(tmp, model_card_kwargs=card)
-    shutil.copy2(eval_dir / "crops.png", tmp / "sample.png")
-    if args.shake:
-        (tmp / "camera_shake_per_image.csv").write_text(camera_shake_csv(shake_rows))
-    if args.real_photos:
-        real_photo_figure(model, Path(args.real_photos), tmp / "real_photos.png")
-    if (src / "training_curves.png").is_file():
-        shutil.copy2(src / "training_curves.png", tmp / "training_curves.png")
-    (tmp / "validation_per_image.csv").write_bytes((eval_dir / "per_image.csv").read_bytes())
     out = Path(args.out)
-    if out.exists():
-        old = out.with_name(f".old-{out.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
+    with atomic_write(out) as tmp:  # the old model folder is replaced only by a complete new one
+        model.save_pretrained(tmp, model_card_kwargs=card)
+        shutil.copy2(eval_dir / "crops.png", tmp / "sample.png")
+        if args.shake:
+            (tmp / "camera_shake_per_image.csv").write_text(camera_shake_csv(shake_rows))
+        if args.real_photos:
+            real_photo_figure(model, Path(args.real_photos), tmp / "real_photos.png")
+        if (src / "training_curves.png").is_file():
+            shutil.copy2(src / "training_curves.png", tmp / "training_curves.png")
+        (tmp / "validation_per_image.csv").write_bytes((eval_dir / "per_image.csv").read_bytes())
     shutil.rmtree(eval_dir, ignore_errors=True)
     print(summary_markdown(results))
     print(f"\nwrote {out}")

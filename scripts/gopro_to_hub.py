@@ -12,15 +12,11 @@ or ``blur_gamma`` (averaged in linear light). Load the result with
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from deblurgan_hf.data import GOPRO_BLUR_DIRS, load_pairs  # noqa: E402
+from deblurgan_hf.data import GOPRO_BLUR_DIRS, load_pairs
+from deblurgan_hf.files import atomic_write
 
 CITATION = """@InProceedings{Nah_2017_CVPR,
   author    = {Nah, Seungjun and Kim, Tae Hyun and Lee, Kyoung Mu},
@@ -107,18 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         dest = args.save_to_disk
         if dest.exists() and not args.overwrite:
             parser.error(f"{dest} exists; pass --overwrite to replace it")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # written to a temporary folder next to dest, then renamed: never a half-written dataset
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-        try:
+        with atomic_write(dest) as tmp:  # never a half-written dataset
             dd.save_to_disk(str(tmp))  # embeds the PNG bytes: the folder is self-contained
             (tmp / "README.md").write_text(card)
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
         print(f"saved {', '.join(f'{s}: {len(d)} pairs' for s, d in dd.items())} to {dest}")
     else:
         from huggingface_hub import DatasetCard

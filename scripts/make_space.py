@@ -25,11 +25,12 @@ import importlib.metadata
 import re
 import shutil
 import sys
-import tempfile
 import tomllib
 from pathlib import Path
 
 import yaml
+
+from deblurgan_hf.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
@@ -119,9 +120,8 @@ def make_space(out: Path, model_ids: list[str], space_id: str, title: str = "Deb
         raise ValueError(f"space_id={space_id!r}: give the Space's Hub id 'user/space'")
     if out.exists() and not force:
         raise FileExistsError(f"{out}: exists; pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_write(out) as tmp:
+        tmp.mkdir()
         shutil.copy2(ROOT / "app.py", tmp / "app.py")
         shutil.copytree(ROOT / "deblurgan_hf", tmp / "deblurgan_hf", ignore=IGNORE)
         shutil.copytree(ROOT / "examples", tmp / "examples", ignore=IGNORE)
@@ -129,11 +129,6 @@ def make_space(out: Path, model_ids: list[str], space_id: str, title: str = "Deb
         meta = yaml.safe_dump(front_matter(model_ids, title, hardware), sort_keys=False, allow_unicode=True)
         body = SPACE_BODY.format(title=title, model=model_ids[0], space=space_id)
         (tmp / "README.md").write_text(f"---\n{meta}---\n{body}", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

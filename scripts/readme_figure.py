@@ -18,7 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     from deblurgan_hf import DEFAULT_MODEL, DeblurGAN
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

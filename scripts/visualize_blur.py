@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,10 +21,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from deblurgan_hf.blur import BlurSynthesizer  # noqa: E402
 from deblurgan_hf.data import build_train_dataset, tensor_to_image  # noqa: E402
+from deblurgan_hf.files import atomic_write  # noqa: E402
 
 DEFAULT_SOURCE = f"sharp:{REPO.parent / 'shared' / 'data' / 'sharp' / 'urban100'}"
 LABEL_H = 18
@@ -96,11 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             tiles += [ds[i]["sharp"], ds[i]["blur"]]
         rows.append((f"real pairs ({args.real}): sharp | blurred", tiles))
     grid = compose(rows, args.crop)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=args.out.parent)
-    os.close(fd)
-    grid.save(tmp)
-    os.replace(tmp, args.out)  # never a half-written PNG
+    with atomic_write(args.out) as tmp:
+        grid.save(tmp, format="PNG")
     print(f"saved {args.out} ({grid.width}x{grid.height})")
     return 0
 
