@@ -16,6 +16,9 @@ GRADIO_SERVER_NAME / GRADIO_SERVER_PORT environment variables). The same file ru
     DEBLURGAN_APP_HUB_TIMEOUT     seconds to wait for the Hub before giving up (default 10)
     DEBLURGAN_APP_MAX_PARAMETERS  largest Hub model accepted, in parameters (default 20000000)
     DEBLURGAN_APP_MAX_GFLOPS      largest compute per megapixel of a Hub model, in GFLOPs (default 2000)
+    DEBLURGAN_APP_MAX_VIDEO_SECONDS    longest clip the Video tab takes, in seconds (default 10)
+    DEBLURGAN_APP_MAX_VIDEO_FRAMES     most frames per clip (default 300)
+    DEBLURGAN_APP_MAX_VIDEO_MEGAPIXELS largest frame, in megapixels (default 1, which 1280x720 fits)
 
 Every image is checked against the byte and megapixel limits before it is decoded, however it
 arrives (upload, example, or a `data:` URL in the API's JSON), and request bodies over what the
@@ -23,7 +26,10 @@ largest image needs are refused before they are read. Only files gradio stored i
 examples) are opened: a path in the API's JSON is never trusted.
 
 The API endpoint `/deblur` takes (image, model, hub_id, tile, precision, downscale) and returns
-((blurred, deblurred) PNG pair, full-resolution PNG file, a Markdown summary).
+((blurred, deblurred) PNG pair, full-resolution PNG file, a Markdown summary). `/deblur_video` takes
+(video, model, hub_id, precision) and returns (the deblurred MP4, the same file, a summary); clips
+share the images' queue and deblurring slots, and their length is checked before anything decodes
+past the first frame (and again while decoding, as a header can lie).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ from deblurgan_hf._extras import needs
 
 with needs("app"):
     import gradio as gr
-    from gradio.data_classes import ImageData
+    from gradio.data_classes import FileData, ImageData
     from starlette.middleware import Middleware
     from starlette.responses import PlainTextResponse
 
@@ -67,10 +73,14 @@ from deblurgan_hf import DEFAULT_MODEL, PRETRAINED_DIR, DeblurGAN
 from deblurgan_hf.files import atomic_write
 from deblurgan_hf.inference import open_image, png_ready, resolve_precision
 
+with needs("app"):
+    from deblurgan_hf.video import VideoInfo, deblur_video, probe
+
 ROOT = Path(__file__).resolve().parent
 EXAMPLES_DIR = ROOT / "examples"
 TILE_CHOICES = ["auto", "off", "256", "384", "512", "768", "1024"]
 PRECISIONS = ["auto", "fp32", "bf16"]
+VIDEO_BATCH = 2  # frames per model call: a 1280x720 batch of 2 stays within an image request's memory
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 ATTRIBUTION = (
     "Example images: real blurred frames from GOPRO_Large (S. Nah, T. H. Kim, K. M. Lee, "
@@ -96,6 +106,9 @@ class AppConfig:
     max_parameters: int = 20_000_000
     max_gflops_per_megapixel: float = 2000.0
     keep_outputs_s: int = 3600  # downloads older than this are deleted
+    max_video_seconds: float = 10.0
+    max_video_frames: int = 300
+    max_video_megapixels: float = 1.0
 
     @classmethod
     def from_env(cls) -> AppConfig:
@@ -110,6 +123,9 @@ class AppConfig:
             hub_timeout_s=float(env("DEBLURGAN_APP_HUB_TIMEOUT", cls.hub_timeout_s)),
             max_parameters=int(env("DEBLURGAN_APP_MAX_PARAMETERS", cls.max_parameters)),
             max_gflops_per_megapixel=float(env("DEBLURGAN_APP_MAX_GFLOPS", cls.max_gflops_per_megapixel)),
+            max_video_seconds=float(env("DEBLURGAN_APP_MAX_VIDEO_SECONDS", cls.max_video_seconds)),
+            max_video_frames=int(env("DEBLURGAN_APP_MAX_VIDEO_FRAMES", cls.max_video_frames)),
+            max_video_megapixels=float(env("DEBLURGAN_APP_MAX_VIDEO_MEGAPIXELS", cls.max_video_megapixels)),
         )
 
     @property
@@ -388,6 +404,48 @@ def _save_pngs(images: dict[str, Image.Image], out_dir: Path, keep_s: int) -> li
     return paths
 
 
+def _video_upload(upload: dict | None, is_stored: Callable[[str], bool], config: AppConfig) -> tuple[str, str]:
+    """(server path, visitor's file name) of an uploaded clip, checked like an image upload: only
+    files gradio stored itself, and no larger than the upload limit."""
+    if not upload:
+        raise gr.Error("No video: upload a clip first.", title="No video")
+    try:
+        payload = FileData.model_validate(upload)
+    except ValueError:
+        raise gr.Error("video: expected an uploaded file (gradio FileData), got something else.", title="Bad input")
+    if not (payload.path and is_stored(payload.path) and os.path.isfile(payload.path)):
+        raise gr.Error("This video was not uploaded to this app (or has expired): upload it again.", title="Unknown file")
+    name = Path(payload.orig_name or payload.path).name
+    size = os.path.getsize(payload.path)
+    if size > config.max_file_bytes:
+        raise gr.Error(f"'{name}' is {size / 2**20:.1f} MB; this app takes at most {config.max_file_size.upper()} "
+                       "per upload.", title="Video too large")
+    return payload.path, name
+
+
+def _check_video_limits(info: VideoInfo, config: AppConfig) -> None:
+    problems = []
+    if info.seconds > config.max_video_seconds:
+        problems.append(f"{info.seconds:.1f} s long (at most {config.max_video_seconds:g} s)")
+    if info.frames > config.max_video_frames:
+        problems.append(f"{info.frames} frames (at most {config.max_video_frames})")
+    if info.width * info.height / 1e6 > config.max_video_megapixels:
+        problems.append(f"{info.width}x{info.height} = {info.width * info.height / 1e6:.2f} megapixels per frame "
+                        f"(at most {config.max_video_megapixels:g})")
+    if problems:
+        raise gr.Error(f"The clip is {'; '.join(problems)}: cut or scale it first "
+                       "(`deblurgan deblur` on the command line has no limits).", title="Video too long")
+
+
+def _new_output_folder(out_dir: Path, keep_s: int) -> Path:
+    """A fresh folder for one request's outputs; folders older than `keep_s` are deleted first."""
+    now = time.time()
+    for old in out_dir.iterdir():
+        if now - old.stat().st_mtime > keep_s:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=out_dir))
+
+
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
 
 
@@ -440,34 +498,39 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         finally:
             _release_freed_memory()  # refused requests too: a decoded data: URL is megabytes
 
-    def _deblur(image, model, hub_id, tile, precision, downscale, progress):
+    def _pick_model(model: str, hub_id: str) -> tuple[str, str, bool]:
+        """(source, label, from the Hub) for the dropdown's choice or a typed Hub id; gr.Error if neither is valid."""
         hub_id = str(hub_id or "").strip()
-        if precision not in PRECISIONS:
-            raise gr.Error(f"precision: {precision!r} is not one of {PRECISIONS}", title="Bad option")
-        tile_px = _parse_tile(tile)
         if hub_id:
             # Only Hub repos here: a path would let visitors load arbitrary folders on the server.
             if not HUB_ID.match(hub_id) or os.path.exists(hub_id):
                 raise gr.Error(f"Hub id {hub_id!r}: expected 'user/model' on huggingface.co.", title="Bad model id")
-            source, label = hub_id, hub_id
-        elif isinstance(model, str) and model in models:
-            source, label = models[model], model
-        elif not models:
+            return hub_id, hub_id, True
+        if isinstance(model, str) and model in models:
+            return models[model], model, False
+        if not models:
             raise gr.Error("No bundled model here: enter a Hub model id.", title="No model")
-        else:
-            raise gr.Error(f"model: {model!r} is not one of {list(models)}", title="Bad model")
+        raise gr.Error(f"model: {model!r} is not one of {list(models)}", title="Bad model")
 
+    def _load(source: str, label: str, from_hub: bool) -> DeblurGAN:
+        try:
+            return loaded.get(source, from_hub=from_hub)
+        except gr.Error:
+            raise
+        except Exception as err:  # any loading failure (offline, no such repo, too big, bad weights) is shown as-is
+            raise gr.Error(f"Could not load model {label!r}: {err}", title="Model not loaded")
+
+    def _deblur(image, model, hub_id, tile, precision, downscale, progress):
+        if precision not in PRECISIONS:
+            raise gr.Error(f"precision: {precision!r} is not one of {PRECISIONS}", title="Bad option")
+        tile_px = _parse_tile(tile)
+        source, label, from_hub = _pick_model(model, hub_id)
         if not isinstance(downscale, bool):
             raise gr.Error(f"downscale: {downscale!r} is not true or false", title="Bad option")
         if not image:
             raise gr.Error("No image: upload, paste or take a photo first.", title="No image")
         progress(0, desc=f"Loading {label}")
-        try:
-            net = loaded.get(source, from_hub=bool(hub_id))
-        except gr.Error:
-            raise
-        except Exception as err:  # any loading failure (offline, no such repo, too big, bad weights) is shown as-is
-            raise gr.Error(f"Could not load model {label!r}: {err}", title="Model not loaded")
+        net = _load(source, label, from_hub)
 
         def on_tile(done: int, total: int) -> None:
             progress((done, total), desc="Deblurring", unit="tiles")
@@ -498,78 +561,152 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         )
         return (before, after), after, summary
 
+    def deblur_clip(video: dict | None, model: str, hub_id: str, precision: str,
+                    progress: gr.Progress = gr.Progress()) -> tuple[str, str, str]:
+        """Deblur one video clip. Returns (the deblurred clip for the player, the same for download, a summary)."""
+        try:
+            return _deblur_clip(video, model, hub_id, precision, progress)
+        finally:
+            _release_freed_memory()
+
+    def _deblur_clip(video, model, hub_id, precision, progress):
+        if precision not in PRECISIONS:
+            raise gr.Error(f"precision: {precision!r} is not one of {PRECISIONS}", title="Bad option")
+        source, label, from_hub = _pick_model(model, hub_id)
+        path, name = _video_upload(video, is_stored, config)
+        try:
+            info = probe(path, max_pixels=int(config.max_video_megapixels * 1e6))
+        except (ValueError, FileNotFoundError) as err:  # the message names the server's temp path: not shown
+            raise gr.Error(f"'{name}': {str(err).replace(path + ': ', '')}", title="Cannot deblur this video")
+        _check_video_limits(info, config)
+        progress(0, desc=f"Loading {label}")
+        net = _load(source, label, from_hub)
+        progress(0, desc="Waiting for a free slot")
+        stem = re.sub(r"[^\w.-]+", "_", Path(name).stem)[:60] or "video"
+        result = _new_output_folder(out_dir, config.keep_outputs_s) / f"{stem}_deblurred.mp4"
+        with deblur_slots:
+            start = time.perf_counter()
+            try:
+                frames = deblur_video(
+                    lambda batch: net.deblur(batch, precision=precision), path, result,
+                    batch_size=VIDEO_BATCH, max_frames=config.max_video_frames,
+                    progress=lambda done, total: progress((done, total), desc="Deblurring", unit="frames"),
+                )
+            except ValueError as err:  # the stream turned out longer or more damaged than its header said
+                raise gr.Error(f"'{name}': {str(err).replace(path + ': ', '')}", title="Cannot deblur this video")
+            except (MemoryError, RuntimeError) as err:
+                if isinstance(err, RuntimeError) and "allocate" not in str(err):
+                    raise
+                raise gr.Error("Out of memory: try a shorter or smaller clip.", title="Out of memory")
+            seconds = time.perf_counter() - start
+        audio = f"; its {info.audio} sound copied unchanged" if info.audio else ""
+        summary = (f"**{frames} frames**, {info.width} x {info.height} at {float(info.rate):.3g} fps{audio}; "
+                   f"deblurred in **{seconds:.1f} s** with `{label}` (precision {resolve_precision(precision, net)})")
+        return str(result), str(result), summary
+
     with gr.Blocks(title="DeblurGAN-HF: motion deblurring", delete_cache=(config.keep_outputs_s,) * 2) as demo:
         gr.Markdown(
             "# Motion deblurring\nDrop a photo blurred by camera shake or motion, press **Deblur**, "
             "then drag the slider to compare (left: input, right: result)."
         )
-        with gr.Row():
-            with gr.Column():
-                image = gr.Image(
-                    label="Blurred photo",
-                    sources=["upload", "clipboard", "webcam"],
-                    type="filepath",
-                    elem_id="input-image",
-                )
-                with gr.Row():
-                    model = gr.Dropdown(
-                        choices=list(models), value=next(iter(models), None), label="Model", elem_id="model"
+        with gr.Tab("Photo", elem_id="photo-tab"):
+            with gr.Row():
+                with gr.Column():
+                    image = gr.Image(
+                        label="Blurred photo",
+                        sources=["upload", "clipboard", "webcam"],
+                        type="filepath",
+                        elem_id="input-image",
                     )
-                    hub_id = gr.Textbox("", label="or a Hub model id", placeholder="user/model", elem_id="hub-id")
-                with gr.Accordion("Advanced options", open=False):
-                    tile = gr.Dropdown(
-                        TILE_CHOICES, value="auto", label="Tile size (px)",
-                        info="auto: tiles only big images; off: whole image at once (more memory)",
+                    with gr.Row():
+                        model = gr.Dropdown(
+                            choices=list(models), value=next(iter(models), None), label="Model", elem_id="model"
+                        )
+                        hub_id = gr.Textbox("", label="or a Hub model id", placeholder="user/model", elem_id="hub-id")
+                    with gr.Accordion("Advanced options", open=False):
+                        tile = gr.Dropdown(
+                            TILE_CHOICES, value="auto", label="Tile size (px)",
+                            info="auto: tiles only big images; off: whole image at once (more memory)",
+                        )
+                        precision = gr.Radio(PRECISIONS, value="auto", label="Precision")
+                        downscale = gr.Checkbox(
+                            value=False,
+                            label=f"Downscale large images to {config.max_megapixels:g} megapixels instead of refusing them",
+                        )
+                    run = gr.Button("Deblur", variant="primary", elem_id="deblur-button")
+                with gr.Column():
+                    slider = gr.ImageSlider(
+                        label="Before / after", format="png", elem_id="result-slider", interactive=False
                     )
-                    precision = gr.Radio(PRECISIONS, value="auto", label="Precision")
-                    downscale = gr.Checkbox(
-                        value=False,
-                        label=f"Downscale large images to {config.max_megapixels:g} megapixels instead of refusing them",
-                    )
-                run = gr.Button("Deblur", variant="primary", elem_id="deblur-button")
-            with gr.Column():
-                slider = gr.ImageSlider(
-                    label="Before / after", format="png", elem_id="result-slider", interactive=False
-                )
-                info = gr.Markdown(label="summary", elem_id="result-info")
-                download = gr.DownloadButton("Download full-resolution PNG", elem_id="download")
-        examples = sorted(EXAMPLES_DIR.glob("*.png"))
-        if examples:
-            default = next(iter(models), None)
+                    info = gr.Markdown(label="summary", elem_id="result-info")
+                    download = gr.DownloadButton("Download full-resolution PNG", elem_id="download")
+            examples = sorted(EXAMPLES_DIR.glob("*.png"))
+            if examples:
+                default = next(iter(models), None)
 
-            @on_gpu
-            def deblur_example(example: dict) -> tuple[tuple[str, str], str, str]:
-                """An example with the default settings, so clicking it shows a result at once."""
-                return deblur(example, default, "", "auto", "auto", False, progress=lambda *a, **k: None)
+                @on_gpu
+                def deblur_example(example: dict) -> tuple[tuple[str, str], str, str]:
+                    """An example with the default settings, so clicking it shows a result at once."""
+                    return deblur(example, default, "", "auto", "auto", False, progress=lambda *a, **k: None)
 
-            # Lazy: each example runs once, on its first click, not all at start-up. The cache goes to
-            # a temp folder of this process rather than gradio's default .gradio/ in the working
-            # directory, where it would outlive a change of the default model and show its old results.
-            if "GRADIO_EXAMPLES_CACHE" not in os.environ:
-                cache = tempfile.mkdtemp(prefix="deblurgan-examples-")
-                atexit.register(shutil.rmtree, cache, ignore_errors=True)
-                os.environ["GRADIO_EXAMPLES_CACHE"] = cache
-            gr.Examples(
-                [[str(p)] for p in examples],
-                inputs=[image],
-                outputs=[slider, download, info] if default else None,
-                fn=deblur_example if default else None,
-                cache_examples=bool(default),
-                cache_mode="lazy",
-                preprocess=False,  # as the Deblur button: the handler decodes the upload itself
-                label="Examples (real blurred GoPro frames)",
+                # Lazy: each example runs once, on its first click, not all at start-up. The cache goes to
+                # a temp folder of this process rather than gradio's default .gradio/ in the working
+                # directory, where it would outlive a change of the default model and show its old results.
+                if "GRADIO_EXAMPLES_CACHE" not in os.environ:
+                    cache = tempfile.mkdtemp(prefix="deblurgan-examples-")
+                    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+                    os.environ["GRADIO_EXAMPLES_CACHE"] = cache
+                gr.Examples(
+                    [[str(p)] for p in examples],
+                    inputs=[image],
+                    outputs=[slider, download, info] if default else None,
+                    fn=deblur_example if default else None,
+                    cache_examples=bool(default),
+                    cache_mode="lazy",
+                    preprocess=False,  # as the Deblur button: the handler decodes the upload itself
+                    label="Examples (real blurred GoPro frames)",
+                )
+                gr.Markdown(ATTRIBUTION)
+            gr.Markdown(
+                f"Limits: {config.max_file_size.upper()} per upload, {config.max_megapixels:g} megapixels per image."
             )
-            gr.Markdown(ATTRIBUTION)
-        gr.Markdown(
-            f"Limits: {config.max_file_size.upper()} per upload, {config.max_megapixels:g} megapixels per image."
-        )
+        with gr.Tab("Video", elem_id="video-tab"):
+            with gr.Row():
+                with gr.Column():
+                    video = gr.Video(label="Blurred clip", sources=["upload"], elem_id="input-video")
+                    with gr.Row():
+                        video_model = gr.Dropdown(
+                            choices=list(models), value=next(iter(models), None), label="Model", elem_id="video-model"
+                        )
+                        video_hub_id = gr.Textbox("", label="or a Hub model id", placeholder="user/model")
+                    video_precision = gr.Radio(PRECISIONS, value="auto", label="Precision")
+                    run_video = gr.Button("Deblur video", variant="primary", elem_id="deblur-video-button")
+                with gr.Column():
+                    video_result = gr.Video(label="Deblurred", interactive=False, elem_id="result-video")
+                    video_info = gr.Markdown(elem_id="video-info")
+                    video_download = gr.DownloadButton("Download the deblurred clip (MP4)", elem_id="download-video")
+            gr.Markdown(
+                f"Limits: {config.max_file_size.upper()} per upload, {config.max_video_seconds:g} s, "
+                f"{config.max_video_frames} frames, {config.max_video_megapixels:g} megapixels per frame. Each frame "
+                "is deblurred on its own; frame rate, size, rotation and sound are kept."
+            )
         run.click(
             on_gpu(deblur),
             inputs=[image, model, hub_id, tile, precision, downscale],
             outputs=[slider, download, info],
             api_name="deblur",
             concurrency_limit=config.concurrency + config.hub_loads,  # see deblur_slots
+            concurrency_id="deblur",  # photos and clips share the limit (and deblur_slots)
             preprocess=False,  # the handler decodes the upload itself (see _read_upload)
+        )
+        run_video.click(
+            on_gpu(deblur_clip),
+            inputs=[video, video_model, video_hub_id, video_precision],
+            outputs=[video_result, video_download, video_info],
+            api_name="deblur_video",
+            concurrency_limit=config.concurrency + config.hub_loads,
+            concurrency_id="deblur",
+            preprocess=False,  # the handler checks the upload itself (see _video_upload)
         )
     is_stored = _stored_files(demo)
     return demo.queue(max_size=config.queue_size)

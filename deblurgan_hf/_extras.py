@@ -1,4 +1,4 @@
-"""Optional dependencies: the core install deblurs; the app, training, evaluation and export each
+"""Optional dependencies: the core install deblurs; the app, video, training, evaluation and export each
 need an extra (`pip install 'deblurgan-hf[train]'`). An import of a missing one names the extra.
 
 `EXTRAS` mirrors `[project.optional-dependencies]` in pyproject.toml (tests/test_packaging.py
@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 EXTRAS: dict[str, dict[str, str]] = {  # extra -> {distribution: top-level module}
-    "app": {"gradio": "gradio"},
+    "app": {"gradio": "gradio", "av": "av"},
+    "video": {"av": "av"},
     "train": {"accelerate": "accelerate", "datasets": "datasets", "pyyaml": "yaml", "matplotlib": "matplotlib"},
     "eval": {"datasets": "datasets", "evaluate": "evaluate", "scikit-image": "skimage", "matplotlib": "matplotlib",
              "pytesseract": "pytesseract"},

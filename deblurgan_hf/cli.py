@@ -218,7 +218,7 @@ def cmd_deblur_video(args: argparse.Namespace) -> int:
     def deblur(batch: torch.Tensor) -> torch.Tensor:
         return model.deblur(batch, tile=args.tile, overlap=args.overlap, precision=args.precision, compile=args.compile)
 
-    with tqdm(total=info.frames, desc="deblurring", unit="frame") as bar:
+    with tqdm(total=None, desc="deblurring", unit="frame") as bar:
         def progress(done: int, expected: int) -> None:
             bar.total = expected
             bar.update(done - bar.n)
