@@ -9,8 +9,9 @@ wall time (data loading + forward + backward + optimizer updates) that the scrip
 
 Variants: the recipe as written, and with the critic (WGAN-GP, the recipe's critic steps or 5)
 and the VGG19 conv3_3 perceptual loss switched on/off. The perceptual loss runs with RANDOM VGG
-weights here (`--perceptual_random_weights_for_tests`): the same compute as the ImageNet weights,
-which this offline machine does not have; speed only, never for training.
+weights here (through `tests/train_hooked.py --random_vgg_weights`, which runs the script with
+that test-only hook): the same compute as the ImageNet weights, which this offline machine does
+not have; speed only, never for training.
 """
 
 from __future__ import annotations
@@ -25,18 +26,19 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "train_accelerate.py"
+HOOKED = REPO / "tests" / "train_hooked.py"  # the script, with random VGG weights for the perceptual loss
 
 CRITIC_ON = ["--adversarial", "wgan-gp", "--critic_kwargs", "{}"]
 CRITIC_OFF = ["--adversarial", "none", "--critic_kwargs", "null"]
-PERCEPTUAL_ON = ["--perceptual", "vgg19", "--perceptual_random_weights_for_tests"]
+PERCEPTUAL_ON = ["--perceptual", "vgg19"]
 PERCEPTUAL_OFF = ["--perceptual", "none"]
 
 
 def run_variant(recipe: Path, flags: list[str], steps: int, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, str(SCRIPT), "--config", str(recipe), "--output_dir", tmp, "--max_train_steps",
-               str(steps), "--val_sources", "--checkpointing_steps", "1000000", "--logging_steps", "1",
+        # Every variant through the hooked script (random VGG weights): the recipe's real ones are not here.
+        cmd = [sys.executable, str(HOOKED), "--random_vgg_weights", "--config", str(recipe), "--output_dir", tmp,
+               "--max_train_steps", str(steps), "--val_sources", "--checkpointing_steps", "1000000", "--logging_steps", "1",
                "--num_threads", str(threads), "--report_to", "none", *flags]
         env = {**os.environ, "TQDM_DISABLE": "1"}
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -78,8 +80,6 @@ def main() -> None:
                         label = "l1 only"
                     variants.append((label, flags, critic, perceptual))
         for label, flags, critic, perceptual in variants:
-            if perceptual and has_perceptual and not flags:
-                flags = ["--perceptual_random_weights_for_tests"]  # the recipe's real weights are not here
             r = run_variant(recipe, flags, args.steps, args.threads)
             steps_critic = config.get("critic_steps", 5) if critic else 0
             print(f"| {name}{' (' + label + ')' if label else ''} | {config.get('crop_size')} x "

@@ -20,11 +20,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from deblurgan_hf.training import RunFolderInUse, lock_output_dir
+from deblurgan_hf.training.checkpoints import RunFolderInUse, lock_output_dir
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-HOLD = "import sys, time; from deblurgan_hf.training import lock_output_dir; l = lock_output_dir(sys.argv[1]); " \
+HOLD = "import sys, time; from deblurgan_hf.training.checkpoints import lock_output_dir; l = lock_output_dir(sys.argv[1]); " \
        "print('LOCKED', flush=True); time.sleep(600)"
 
 

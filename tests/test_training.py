@@ -20,20 +20,17 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from deblurgan_hf import DeblurGAN
+from deblurgan_hf.training.checkpoints import list_checkpoints, resolve_resume_checkpoint
+from deblurgan_hf.training.recipes import load_config
+from deblurgan_hf.training.schedules import build_lr_scheduler, lr_factor
 from hub_server import HubServer
-from deblurgan_hf.training import (
-    build_lr_scheduler,
-    list_checkpoints,
-    load_config,
-    build_arg_parser,
-    lr_factor,
-    parse_args,
-    resolve_resume_checkpoint,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 SCRIPT = REPO / "train_accelerate.py"
+HOOKED = REPO / "tests" / "train_hooked.py"  # the script with test-only hooks (NaN batches, random VGG weights)
+sys.path.insert(0, str(REPO))  # the training script is a file at the repository root, not in the package
+from train_accelerate import build_arg_parser, parse_args  # noqa: E402
 
 TINY_MODELS = {
     "nafnet": {"width": 8, "enc_blocks": [1], "dec_blocks": [1], "middle_blocks": 1},
@@ -97,20 +94,24 @@ def free_port() -> int:
 
 
 def run_training(tmp_path: Path, config: dict, *extra: str, processes: int = 1, check: bool = True,
-                 timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Write `config` as a recipe and run the real script (`accelerate launch` for several processes)."""
+                 timeout: float = 300, env: dict | None = None, hooks: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Write `config` as a recipe and run the real script (`accelerate launch` for several processes).
+
+    `hooks`: test-only options of tests/train_hooked.py, which then runs the script in its place.
+    """
     recipe = tmp_path / f"recipe_{abs(hash(json.dumps(config, sort_keys=True)))}.yaml"
     recipe.write_text(yaml.safe_dump(config))
-    args = ["--config", str(recipe), *extra]
+    args = [*hooks, "--config", str(recipe), *extra]
+    script = HOOKED if hooks else SCRIPT
     env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
     if processes == 1:
-        cmd = [sys.executable, str(SCRIPT), *args]
+        cmd = [sys.executable, str(script), *args]
     else:
         # `--cpu --num_processes 2` would silently run one process; --multi_gpu + ACCELERATE_USE_CPU runs DDP (gloo).
         env["ACCELERATE_USE_CPU"] = "1"
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(free_port()), str(SCRIPT), *args]
+               "--main_process_port", str(free_port()), str(script), *args]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"training failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -168,17 +169,19 @@ def test_lr_schedules():
 
 
 def test_scheduler_counts_updates_not_process_steps():
-    # A prepared scheduler steps once per process per update: the LR must still follow the updates.
-    def lr_after(updates: int, processes: int) -> float:
+    # The script steps each schedule once per optimizer update on every process (its Accelerator has
+    # step_scheduler_with_optimizer=False), so the LR follows the updates whatever the number of
+    # processes: test_two_process_ddp compares 2 processes with 1 on the real script.
+    def lr_after(updates: int) -> float:
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-        sched = build_lr_scheduler(opt, "linear", num_training_steps=10, num_processes=processes)
-        for _ in range(updates * processes):
+        sched = build_lr_scheduler(opt, "linear", num_training_steps=10)
+        for _ in range(updates):
             opt.step()
             sched.step()
         return sched.get_last_lr()[0]
 
-    assert lr_after(4, 1) == pytest.approx(0.6)
-    assert lr_after(4, 2) == pytest.approx(0.6) and lr_after(4, 4) == pytest.approx(0.6)
+    assert lr_after(4) == pytest.approx(0.6)
+    assert lr_after(5) == pytest.approx(0.5) and lr_after(10) == pytest.approx(0.0)
 
 
 def test_latest_is_the_highest_complete_checkpoint(tmp_path):
@@ -200,13 +203,15 @@ def test_latest_is_the_highest_complete_checkpoint(tmp_path):
 GENERATOR_RECIPES = {
     # generator: its typical losses (tiny sizes)
     "resnet": {"adversarial": "wgan-gp", "critic_kwargs": TINY_CRITIC, "critic_steps": 2, "content_loss": "none",
-               "perceptual": "vgg19", "perceptual_weight": 100.0, "perceptual_random_weights_for_tests": True,
+               "perceptual": "vgg19", "perceptual_weight": 100.0,
                "optimizer": "adam", "adam_beta1": 0.5, "lr_scheduler": "constant_then_linear"},
     "nafnet": {"content_loss": "charbonnier", "fft_weight": 0.1, "lr_scheduler": "cosine", "max_grad_norm": 0.5},
     "multiscale": {"content_loss": "multiscale_l2", "multiscale_weights": [0.25, 0.5, 1.0]},
     "unet": {"content_loss": "l1", "adversarial": "lsgan", "adversarial_weight": 0.01,
              "critic_kwargs": {**TINY_CRITIC, "double_scale": True}, "mixed_precision": "bf16"},
 }
+# The ImageNet VGG weights are not on this offline machine: the perceptual loss runs with random ones.
+GENERATOR_HOOKS = {"resnet": ("--random_vgg_weights",)}
 
 
 @pytest.mark.parametrize("generator", list(GENERATOR_RECIPES))
@@ -222,7 +227,7 @@ def test_each_generator_trains_checkpoints_and_exports(tmp_path, tiny_data, gene
         for f in (out / "best").iterdir():
             assert pushed[f.name] == f.read_bytes(), f.name
     else:
-        run_training(tmp_path, config, "--output_dir", str(out))
+        run_training(tmp_path, config, "--output_dir", str(out), hooks=GENERATOR_HOOKS.get(generator, ()))
 
     records = read_log(out)
     per_step = losses(records)
@@ -299,6 +304,24 @@ def test_resume_equals_an_unbroken_run(tmp_path, tiny_data, straight_run):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-5)
 
 
+def test_resume_from_a_checkpoint_that_counted_process_steps(tmp_path, tiny_data, straight_run):
+    # Checkpoints saved before the schedules counted updates hold (updates x processes) in their
+    # scheduler state, as a 2-process run saved them: resuming must continue the schedule of updates.
+    out = tmp_path / "resumed"
+    shutil.copytree(straight_run / "checkpoint-2", out / "checkpoint-2")
+    for name in ("scheduler.bin", "scheduler_1.bin"):  # generator's and critic's
+        state = torch.load(out / "checkpoint-2" / name, weights_only=True)
+        assert state["last_epoch"] == 2
+        torch.save({**state, "last_epoch": 4, "_step_count": 5}, out / "checkpoint-2" / name)
+    run_training(tmp_path, gan_config(tiny_data), "--output_dir", str(out), "--resume_from_checkpoint", "latest")
+    lr = {r["step"]: r["lr"] for r in read_log(out) if "lr" in r}
+    lr_straight = {r["step"]: r["lr"] for r in read_log(straight_run) if "lr" in r}
+    assert sorted(lr) == [3, 4] and lr == pytest.approx({s: lr_straight[s] for s in (3, 4)}, rel=1e-9)
+    for name in ("model.safetensors", "model_1.safetensors"):
+        a, b = load_file(straight_run / "checkpoint-4" / name), load_file(out / "checkpoint-4" / name)
+        assert all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a), name
+
+
 def test_two_process_ddp(tmp_path, tiny_data, straight_run):
     out = tmp_path / "ddp"
     # 1 per process x 2 processes = the straight run's batch of 2: same steps, same schedule
@@ -319,8 +342,8 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(tmp_path, tiny_data):
     out = tmp_path / "nan"
     config = base_config(tiny_data, generator="nafnet", generator_kwargs=TINY_MODELS["nafnet"], content_loss="l1",
                          max_train_steps=6, checkpoints_total_limit=None, validation_steps=100,
-                         max_nonfinite_in_a_row=3, inject_nan_at_steps=[2, 3, 4, 5])
-    proc = run_training(tmp_path, config, "--output_dir", str(out), check=False)
+                         max_nonfinite_in_a_row=3)
+    proc = run_training(tmp_path, config, "--output_dir", str(out), check=False, hooks=("--nan_at_steps", "2,3,4,5"))
     assert proc.returncode != 0
     assert "stopped at step 4: 3 non-finite losses in a row" in proc.stderr
     assert f"last good checkpoint is {out / 'checkpoint-3'}" in proc.stderr
@@ -418,7 +441,7 @@ def test_trains_on_cuda_with_mixed_precision(tmp_path, tiny_data, mixed_precisio
     out = tmp_path / "run"
     config = base_config(tiny_data, generator="resnet", generator_kwargs=TINY_MODELS["resnet"],
                          **{**GENERATOR_RECIPES["resnet"], "mixed_precision": mixed_precision})
-    run_training(tmp_path, config, "--output_dir", str(out))
+    run_training(tmp_path, config, "--output_dir", str(out), hooks=GENERATOR_HOOKS["resnet"])
     per_step = losses(read_log(out))
     assert sorted(per_step) == [1, 2, 3]
     assert all(math.isfinite(v) for terms in per_step.values() for v in terms.values())
