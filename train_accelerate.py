@@ -23,6 +23,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 import torch
 from tqdm.auto import tqdm
@@ -209,7 +210,7 @@ def default_num_threads() -> int:
     return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
-def claim_output_dir(accelerator: Accelerator, output_dir: Path):
+def claim_output_dir(accelerator: Accelerator, output_dir: Path) -> IO[str] | None:
     """Lock the run folder (main process) or stop every process; returns the lock, to hold until exit."""
     refusal, run_lock = [None], None
     if accelerator.is_main_process:

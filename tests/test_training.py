@@ -289,9 +289,10 @@ def test_resume_equals_an_unbroken_run(tmp_path, tiny_data, straight_run):
     shutil.copytree(straight_run / "checkpoint-2", out / "checkpoint-2")  # the state after 2 steps
     (out / ".tmp-checkpoint-3").mkdir()  # a save that was killed half-way: never "latest"
     (out / ".tmp-checkpoint-3" / "model.safetensors").write_bytes(b"truncated")
+    (out / ".best.tmp-999999").mkdir()  # an export killed half-way (deblurgan_hf.files.atomic_write's name)
     proc = run_training(tmp_path, gan_config(tiny_data), "--output_dir", str(out), "--resume_from_checkpoint", "latest")
     assert "resumed from" in proc.stderr and "at step 2 (epoch 0, skipping 2 batches)" in proc.stderr
-    assert not (out / ".tmp-checkpoint-3").exists()
+    assert not (out / ".tmp-checkpoint-3").exists() and not (out / ".best.tmp-999999").exists()
 
     for name in ("model.safetensors", "model_1.safetensors"):  # generator and critic
         a, b = load_file(straight_run / "checkpoint-4" / name), load_file(out / "checkpoint-4" / name)
