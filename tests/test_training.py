@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -195,6 +196,50 @@ def test_latest_is_the_highest_complete_checkpoint(tmp_path):
     assert resolve_resume_checkpoint("latest", tmp_path / "empty") is None
     with pytest.raises(FileNotFoundError, match="incomplete checkpoint"):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-6"), tmp_path)
+
+
+def test_steps_report_and_skip_a_nonfinite_update(tiny_data):
+    """critic_step / generator_step in process, on a real crop: losses, finiteness, and no update when not finite."""
+    from accelerate import Accelerator
+
+    from deblurgan_hf.losses import build_adversarial_loss
+    from deblurgan_hf.training.steps import critic_step, generator_step
+
+    accelerator = Accelerator(cpu=True)
+    model = DeblurGAN("nafnet", TINY_MODELS["nafnet"], critic_kwargs=TINY_CRITIC)
+    opt_g = torch.optim.AdamW(model.generator.parameters(), lr=1e-3)
+    opt_d = torch.optim.AdamW(model.critic.parameters(), lr=1e-3)
+    generator, critic, opt_g, opt_d = accelerator.prepare(model.generator, model.critic, opt_g, opt_d)
+    name = sorted((tiny_data / "paired_train" / "blur").iterdir())[0].name
+    blur, sharp = (torch.from_numpy(np.array(Image.open(tiny_data / "paired_train" / kind / name).crop((0, 0, 32, 32))))
+                   .permute(2, 0, 1)[None].float() / 255 for kind in ("blur", "sharp"))
+    wgan = build_adversarial_loss("wgan-gp")
+
+    def weights(module):
+        return {k: v.clone() for k, v in module.state_dict().items()}
+
+    def changed(before, module):
+        return any(not torch.equal(v, before[k]) for k, v in module.state_dict().items())
+
+    g0, d0 = weights(generator), weights(critic)
+    fake = generator(blur)
+    nan_critic = critic_step(accelerator, critic, opt_d, wgan, sharp, torch.full_like(fake, float("nan")), updates=2,
+                             max_grad_norm=None)
+    assert not nan_critic.finite and not changed(d0, critic)
+    done = critic_step(accelerator, critic, opt_d, wgan, sharp, fake, updates=2, max_grad_norm=None)
+    assert done.finite and set(done.losses) == {"loss/critic", "wasserstein", "gradient_penalty"} and changed(d0, critic)
+
+    terms = {"content": (fake - sharp).abs().mean(), "nan": torch.tensor(float("nan"))}
+    nan_gen = generator_step(accelerator, generator, opt_g, terms, max_grad_norm=0.5)
+    assert not nan_gen.finite and math.isnan(nan_gen.losses["loss/total"]) and not changed(g0, generator)
+    fake = generator(blur)  # an earlier part of the update (a micro-batch, the critic) was not finite: skipped
+    skipped = generator_step(accelerator, generator, opt_g, {"content": (fake - sharp).abs().mean()},
+                             max_grad_norm=0.5, finite_so_far=False)
+    assert not skipped.finite and math.isfinite(skipped.losses["loss/total"]) and not changed(g0, generator)
+    fake = generator(blur)
+    good = generator_step(accelerator, generator, opt_g, {"content": (fake - sharp).abs().mean()}, max_grad_norm=0.5)
+    assert good.finite and set(good.losses) == {"loss/content", "loss/total"} and changed(g0, generator)
+    assert 0 < float(good.grad_norm) < math.inf
 
 
 # ----------------------------------------------------------------------------- the script
