@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: setup system-deps demo test test-fast bench
+.PHONY: setup system-deps demo lint test test-fast bench
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,10 @@ system-deps:
 
 demo: $(STAMP)
 	$(PY) app.py
+
+# ruff (configured in pyproject.toml); CI runs it before the tests (.ci/run). Checks only: it rewrites nothing.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # The full suite, as CI runs it (.ci/run).
 test: $(STAMP) system-deps

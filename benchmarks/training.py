@@ -60,7 +60,7 @@ def main() -> None:
 
     import yaml
 
-    print(f"| recipe | crop x batch | precision | critic | perceptual (random VGG19, speed only) | s/step | steps/s |")
+    print("| recipe | crop x batch | precision | critic | perceptual (random VGG19, speed only) | s/step | steps/s |")
     print("|---|---|---|---|---|---|---|")
     for name in args.recipes.split(","):
         recipe = REPO / "configs" / f"{name}.yaml"
