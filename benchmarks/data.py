@@ -26,11 +26,12 @@ DATA = REPO.parent / "shared" / "data"
 
 from deblurgan_hf.blur import BlurSynthesizer  # noqa: E402
 from deblurgan_hf.data import build_train_dataset, image_to_tensor  # noqa: E402
+from deblurgan_hf.metrics import psnr_torch  # noqa: E402
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of ``a`` (rounded to uint8 levels) against ``b``, both in [0, 1]."""
-    return float(-10 * torch.log10(((a * 255).round() / 255 - b).pow(2).mean()))
+    """PSNR in dB of ``a`` against ``b``, (3, H, W) in [0, 1], on uint8 levels."""
+    return float(psnr_torch(a[None], b[None]))
 
 
 def load(path: Path, scale: float) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py [--models PATH_OR_ID ...] [--no-default] [--limit N] [--ocr] [--out DIR]
 
-Two sets, full images, uint8 RGB, scored by the project's PSNR / SSIM modules:
+Two sets, full images, uint8 RGB, scored by the project's PSNR / SSIM (`deblurgan_hf.metrics`):
 - `gopro_real/val`: the 11 REAL GoPro pairs (1280x720, camera-shake blur); identity and unsharp
   masking (best of its grid on this set) beside the models.
 - Kodak24 (500x500) with fixed-seed synthetic kernel blur (seed 0, the project's DeblurGAN

@@ -16,10 +16,10 @@ import numpy as np
 
 from ._extras import needs
 from .imaging import to_uint8
+from .metrics import psnr_images
 
 with needs("eval"):
     from skimage.filters import unsharp_mask
-    from skimage.metrics import peak_signal_noise_ratio
     from skimage.restoration import richardson_lucy as _richardson_lucy
     from skimage.restoration import unsupervised_wiener
 
@@ -146,9 +146,7 @@ def choose_unsharp(
     for blurred, sharp in pairs:
         ref = to_uint8(sharp)
         for setting in grid:
-            out = to_uint8(unsharp(blurred, *setting))
-            with np.errstate(divide="ignore"):
-                totals[setting] += float(peak_signal_noise_ratio(ref, out, data_range=255))
+            totals[setting] += psnr_images([to_uint8(unsharp(blurred, *setting))], [ref])[0]
         n += 1
     if n == 0:
         raise ValueError("choose_unsharp got no image pairs")

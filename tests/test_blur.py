@@ -17,6 +17,7 @@ from deblurgan_hf.blur import (
     sample_camera_paths,
     trajectory_blur,
 )
+from deblurgan_hf.metrics import psnr_torch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL = DATA / "gopro_real"
@@ -30,8 +31,8 @@ def load(path: Path, scale: float = 1.0) -> torch.Tensor:
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR of uint8-rounded a against b (images in [0, 1])."""
-    return float(-10 * torch.log10(((a * 255).round() / 255 - b).pow(2).mean()))
+    """PSNR of (3, H, W) images in [0, 1], on uint8 levels (the project's one PSNR)."""
+    return float(psnr_torch(a[None], b[None]))
 
 
 def grad_energy(x: torch.Tensor) -> float:

@@ -15,7 +15,7 @@ from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from deblurgan_hf.metrics import PSNR_PATH, SSIM_PATH, load_psnr, load_ssim, psnr_torch, ssim_torch
+from deblurgan_hf.metrics import PSNR_PATH, SSIM_PATH, load_psnr, load_ssim, psnr_images, psnr_torch, ssim_images, ssim_torch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VAL = DATA / "gopro_real" / "val"
@@ -181,3 +181,25 @@ def test_modules_load_offline_from_fresh_cache(tmp_path, pairs):
     # the modules were copied into the fresh cache, not found in some earlier one
     cached = {p.name for p in (tmp_path / "hf" / "modules").rglob("*.py")}
     assert {"psnr.py", "ssim.py"} <= cached
+
+
+def test_the_one_implementation_is_scikit_image_on_full_frames(pairs):
+    """psnr_images / ssim_images (what evaluation, baselines and validation use) against scikit-image,
+    on whole 1280x720 GoPro frames as well as the crops, colour, gray, luma and border crop."""
+    frames = []
+    for name in sorted((VAL / "blur").glob("*.png"))[:2]:
+        frames.append((np.asarray(Image.open(name).convert("RGB")), np.asarray(Image.open(VAL / "sharp" / name.name).convert("RGB"))))
+    for blur, sharp in [*frames, *pairs]:
+        for b, s in ((blur, sharp), (_gray(blur), _gray(sharp))):
+            assert psnr_images([b], [s])[0] == pytest.approx(peak_signal_noise_ratio(s, b, data_range=255), abs=1e-6)
+            assert ssim_images([b], [s])[0] == pytest.approx(_sk_ssim(b, s), abs=1e-8)
+    blur, sharp = frames[0]
+    yb, ys = rgb2ycbcr(blur)[..., 0], rgb2ycbcr(sharp)[..., 0]
+    c = 4
+    assert psnr_images([blur], [sharp], y_channel=True, crop_border=c)[0] == pytest.approx(
+        peak_signal_noise_ratio(ys[c:-c, c:-c], yb[c:-c, c:-c], data_range=255), abs=1e-6)
+    assert ssim_images([blur], [sharp], y_channel=True, crop_border=c)[0] == pytest.approx(
+        _sk_ssim(yb[c:-c, c:-c], ys[c:-c, c:-c]), abs=1e-8)
+    # the float path quantises first: a frame in [0, 1] scores as its uint8 levels do
+    assert psnr_torch(_tensor(blur), _tensor(sharp)).item() == pytest.approx(psnr_images([blur], [sharp])[0], abs=1e-4)
+    assert ssim_torch(_tensor(blur), _tensor(sharp)).item() == pytest.approx(ssim_images([blur], [sharp])[0], abs=1e-6)

@@ -20,6 +20,7 @@ from conftest import DATA, REPO
 from deblurgan_hf import DEFAULT_MODEL, PRETRAINED_DIR, DeblurGAN, __version__
 from deblurgan_hf._extras import EXTRAS
 from deblurgan_hf.cards import HUB_ID, base_model_id, eval_dataset, hub_dataset, project_urls
+from deblurgan_hf.metrics import psnr_images
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 CORE = {"torch", "torchvision", "huggingface-hub", "safetensors", "numpy", "pillow", "tqdm"}
@@ -36,7 +37,7 @@ def _pins() -> dict[str, str]:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+    return psnr_images([a], [b])[0]
 
 
 # ----------------------------------------------------------------------------- dependencies

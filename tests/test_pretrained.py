@@ -15,12 +15,13 @@ from PIL import Image
 from conftest import DATA
 from deblurgan_hf import DEFAULT_MODEL, DeblurGAN
 from deblurgan_hf.cards import GOPRO_DATASET
+from deblurgan_hf.metrics import psnr_images
 
 VAL = DATA / "gopro_real" / "val"
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+    return psnr_images([a], [b])[0]
 
 
 def val_pair(name: str) -> tuple[np.ndarray, np.ndarray]:
