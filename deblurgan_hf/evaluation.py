@@ -1,7 +1,7 @@
 """`deblurgan evaluate`: models and classical baselines side by side, on one data source, in one run.
 
 Every method gets the same uint8 blurred image and its output is quantised to uint8 before
-scoring with the project's PSNR and SSIM `evaluate` modules (`deblurgan_hf/metrics`), so numbers
+scoring with the project's PSNR and SSIM (`deblurgan_hf.metrics`, what its `evaluate` modules wrap), so numbers
 equal those of anyone who saves the outputs as PNG and scores them with scikit-image. Outputs:
 `per_image.csv`, `summary.md` (also printed) and `crops.png` (blur | each method | sharp).
 
@@ -15,7 +15,6 @@ import csv
 import io
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from ._extras import needs
 from .files import atomic_write_bytes
 from .imaging import PRECISIONS, to_uint8
 from .baselines import BASELINES, KERNEL_BASELINES, UNSHARP_GRID, choose_unsharp, unsharp
-from .metrics import load_psnr, load_ssim
+from .metrics import psnr_images, ssim_images
 
 __all__ = ["Pair", "PairSource", "Method", "MethodResult", "main", "run_evaluation", "model_method", "baseline_methods",
            "summary_markdown", "camera_shake_benchmark", "camera_shake_markdown", "camera_shake_csv", "SHAKE_BINS", "SHAKE_VARIANTS"]
@@ -123,8 +122,8 @@ class PairSource:
             kernel is kept, so the non-blind baselines can run), `trajectory` (GoPro-like), `shake`
             (the camera-shake benchmark: `shake_size`, `shake_variant`) or `none` (the input is the
             sharp photo itself: does a method leave sharp photos alone?).
-        seed: seed of the synthetic blur; for `kernel` and `trajectory` the pairs equal those of
-            `data.build_val_dataset([source], blur={"mode": blur}, seed=seed)`.
+        seed: seed of the synthetic blur; for `kernel` and `trajectory` the pairs are those of
+            `data.build_val_dataset([source], blur={"mode": blur}, seed=seed)`, read from it.
         shake_size: the benchmark bin, (min, max) kernel support in pixels (one of `SHAKE_BINS`, or any).
         shake_variant: one of `SHAKE_VARIANTS`: `uniform` (true kernel kept), `rotation`, `lowlight`.
     """
@@ -132,7 +131,7 @@ class PairSource:
     def __init__(self, source: str, *, limit: int | None = None, blur: str = "kernel", seed: int = 0,
                  shake_size: tuple[int, int] = SHAKE_BINS[0], shake_variant: str = "uniform"):
         from .blur import BlurSynthesizer
-        from .data import load_pairs
+        from .data import build_val_dataset
 
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -145,19 +144,21 @@ class PairSource:
             raise ValueError(f"shake_size must be (min, max) pixels with 1 <= min <= max, got {shake_size!r}")
         self.source, self.seed = source, seed
         self.shake_size, self.shake_variant = (int(lo), int(hi)), shake_variant
-        self.dataset = load_pairs(source, split="test")
-        if limit is not None:
-            self.dataset = self.dataset.select(range(min(limit, len(self.dataset))))
-        self.synthetic = "blur" not in self.dataset.column_names
+        # Real pairs and kernel / trajectory blur come from the validation dataset itself (its seeding,
+        # framing and decoding), so evaluation scores the pairs validation during training sees.
+        self.dataset = build_val_dataset([source], blur={"mode": blur} if blur in ("kernel", "trajectory") else None,
+                                         seed=seed)
+        self.length = len(self.dataset) if limit is None else min(limit, len(self.dataset))
+        self.synthetic = not self.dataset.parts[0].paired
         self.synth = None
         if self.synthetic and blur == "shake":
             self.synth = BlurSynthesizer("shake", size=self.shake_size, **SHAKE_KERNEL_MODEL, **SHAKE_VARIANTS[shake_variant])
         elif self.synthetic and blur != "none":
-            self.synth = BlurSynthesizer(blur)
+            self.synth = self.dataset.synth
         self.has_kernel = self.synthetic and (blur == "kernel" or (blur == "shake" and shake_variant == "uniform"))
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return self.length
 
     def __repr__(self) -> str:
         if not self.synthetic:
@@ -169,42 +170,41 @@ class PairSource:
             kind = "no blur" if self.synth is None else f"synthetic {self.synth.mode} blur, seed {self.seed}"
         return f"PairSource({self.source!r}, {len(self)} images, {kind})"
 
-    def _blur(self, index: int, sharp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(blurred, sharp target, true kernel or None) of the sharp photo at ``index``."""
+    def _shake_pair(self, index: int) -> Pair:
+        """The camera-shake benchmark's pair ``index``: its own seed stream, apart from training's and
+        validation's, and a valid convolution (the target is the matching crop of the photo)."""
         import torch
 
         from .data import image_to_tensor, item_seed
 
-        if self.synth is None:
-            return sharp.copy(), sharp, None
+        sharp, name = self.dataset.sharp_image(index)
         h, w = sharp.shape[:2]
-        if self.synth.mode == "shake":  # its own seed stream, apart from training's (seed, epoch, index)
-            lo, hi = self.shake_size
-            gen = torch.Generator().manual_seed(item_seed(self.seed, "shake-benchmark", lo, hi, self.shake_variant, index))
-        else:  # seeded and framed exactly as data.PairedValDataset does for a full image
-            gen = torch.Generator().manual_seed(item_seed(self.seed, "val", index))
+        lo, hi = self.shake_size
+        gen = torch.Generator().manual_seed(item_seed(self.seed, "shake-benchmark", lo, hi, self.shake_variant, index))
         centre = torch.tensor([(w - 1) / 2, (h - 1) / 2])
         blurred, info = self.synth(image_to_tensor(sharp), gen, frame_diag=math.hypot(h, w), center=centre)
-        if info.get("valid_crop") is not None:  # valid convolution: the target is the matching crop
+        if info.get("valid_crop") is not None:
             top, left, ch, cw = info["valid_crop"]
             sharp = sharp[top : top + ch, left : left + cw].copy()
-        kernel = None
-        if self.has_kernel:
-            kernel = info["kernel"][0].double().numpy()
-            kernel /= kernel.sum()  # exact unit sum in float64 (the float32 kernel is off by ~1e-7)
-        return to_uint8(blurred.permute(1, 2, 0).numpy()), sharp, kernel
+        return Pair(str(name), to_uint8(blurred).permute(1, 2, 0).numpy(), sharp, self._kernel(info))
+
+    def _kernel(self, info: dict):
+        if not self.has_kernel:
+            return None
+        kernel = info["kernel"][0].double().numpy()
+        return kernel / kernel.sum()  # exact unit sum in float64 (the float32 kernel is off by ~1e-7)
 
     def __iter__(self) -> Iterator[Pair]:
-        for i, row in enumerate(self.dataset):
-            name = str(row["name"])
-            sharp = _to_rgb_array(row["sharp"])
-            if self.synthetic:
-                blurred, sharp, kernel = self._blur(i, sharp)
+        for i in range(len(self)):
+            if self.synth is not None and self.synth.mode == "shake":
+                yield self._shake_pair(i)
+            elif self.synthetic and self.synth is None:  # no blur: the sharp photo is the input
+                sharp, name = self.dataset.sharp_image(i)
+                yield Pair(str(name), sharp.copy(), sharp, None)
             else:
-                blurred, kernel = _to_rgb_array(row["blur"]), None
-                if blurred.shape != sharp.shape:
-                    raise ValueError(f"{self.source}: pair {name}: blur {blurred.shape} and sharp {sharp.shape} differ in size")
-            yield Pair(name, blurred, sharp, kernel)
+                blurred, sharp, name, info = self.dataset.pair(i)
+                yield Pair(str(name), to_uint8(blurred).permute(1, 2, 0).numpy(), to_uint8(sharp).permute(1, 2, 0).numpy(),
+                           self._kernel(info))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ def run_evaluation(
     crop: int = 192,
     progress: bool = True,
 ) -> list[MethodResult]:
-    """Run every method on every pair, score with the PSNR/SSIM modules, write the outputs.
+    """Run every method on every pair, score it (`metrics.psnr_images` / `ssim_images`), write the outputs.
 
     Args:
         pairs: the evaluation pairs (e.g. a `PairSource`).
@@ -366,44 +366,37 @@ def run_evaluation(
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
-    psnr, ssim = load_psnr(), load_ssim()
     results = [MethodResult(m.name, m.setting) for m in methods]
     figure: list[tuple[str, dict[str, np.ndarray], dict[str, float]]] = []
-    with tempfile.TemporaryDirectory(prefix="deblurgan-eval-") as tmp:
-        # The metric modules take images through `datasets.Image()`, which PNG-encodes arrays at
-        # zlib level 6 (~0.5 s per 720p image); uncompressed PNG files it only has to read.
-        ref_path, out_path = Path(tmp) / "sharp.png", Path(tmp) / "out.png"
-        for i, pair in enumerate(tqdm(pairs, desc="evaluate", unit="image", disable=not progress)):
-            h, w = pair.sharp.shape[:2]
-            Image.fromarray(pair.sharp).save(ref_path, compress_level=0)
-            crops: dict[str, np.ndarray] = {}
-            scores: dict[str, float] = {}
+    for i, pair in enumerate(tqdm(pairs, desc="evaluate", unit="image", disable=not progress)):
+        h, w = pair.sharp.shape[:2]
+        crops: dict[str, np.ndarray] = {}
+        scores: dict[str, float] = {}
+        if i < figure_rows:
+            y, x, c = _crop_box(pair.sharp, crop)
+            cut = lambda a: a[y : y + c, x : x + c]  # noqa: E731
+            crops.update({"blur": cut(pair.blurred), "sharp": cut(pair.sharp)})
+        for method, result in zip(methods, results):
+            start = time.perf_counter()
+            out = method.run(pair)
+            seconds = time.perf_counter() - start
+            if out.shape != pair.sharp.shape or out.dtype != np.uint8:
+                raise ValueError(f"method {method.name} returned {out.dtype} {out.shape} for {pair.name}, expected uint8 {pair.sharp.shape}")
+            p = psnr_images([out], [pair.sharp])[0]
+            s = ssim_images([out], [pair.sharp])[0]
+            result.images.append(pair.name)
+            result.psnr.append(p)
+            result.ssim.append(s)
+            result.seconds.append(seconds)
+            result.megapixels.append(h * w / 1e6)
             if i < figure_rows:
-                y, x, c = _crop_box(pair.sharp, crop)
-                cut = lambda a: a[y : y + c, x : x + c]  # noqa: E731
-                crops.update({"blur": cut(pair.blurred), "sharp": cut(pair.sharp)})
-            for method, result in zip(methods, results):
-                start = time.perf_counter()
-                out = method.run(pair)
-                seconds = time.perf_counter() - start
-                if out.shape != pair.sharp.shape or out.dtype != np.uint8:
-                    raise ValueError(f"method {method.name} returned {out.dtype} {out.shape} for {pair.name}, expected uint8 {pair.sharp.shape}")
-                Image.fromarray(out).save(out_path, compress_level=0)
-                p = psnr.compute(predictions=[str(out_path)], references=[str(ref_path)])["psnr"]
-                s = ssim.compute(predictions=[str(out_path)], references=[str(ref_path)])["ssim"]
-                result.images.append(pair.name)
-                result.psnr.append(p)
-                result.ssim.append(s)
-                result.seconds.append(seconds)
-                result.megapixels.append(h * w / 1e6)
-                if i < figure_rows:
-                    if method.name == "identity":  # the same picture as the blur column: score it there
-                        scores["blur"] = p
-                    else:
-                        crops[method.name] = cut(out)
-                        scores[method.name] = p
-            if i < figure_rows:
-                figure.append((pair.name, crops, scores))
+                if method.name == "identity":  # the same picture as the blur column: score it there
+                    scores["blur"] = p
+                else:
+                    crops[method.name] = cut(out)
+                    scores[method.name] = p
+        if i < figure_rows:
+            figure.append((pair.name, crops, scores))
     if not results[0].images:
         raise ValueError("the data source yielded no pairs")
     if out_dir is not None:

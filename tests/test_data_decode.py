@@ -66,7 +66,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     """A private decoded-image cache, so this test neither reads nor fills the user's."""
     folder = tmp_path / "cache"
     monkeypatch.setenv("DEBLURGAN_DATA_CACHE", str(folder))
-    from deblurgan_hf import data
+    from deblurgan_hf.data import sources as data
 
     monkeypatch.setattr(data, "_DECODED", data._DecodeChecks())
     return folder
