@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .layers import crop_to, get_act_layer, pad_to_multiple
 
-__all__ = ["ScaleLevel", "MultiScaleGenerator", "multiscale_s"]
+__all__ = ["ScaleLevel", "MultiScaleGenerator"]
 
 
 class _PlainResBlock(nn.Module):
@@ -126,8 +126,3 @@ class MultiScaleGenerator(nn.Module):
                 feat = blurred
             outs.append((blurred + level(feat)).clamp(0.0, 1.0))
         return [crop_to(o, s) for o, s in zip(outs, self._sizes(size))]
-
-
-def multiscale_s(**kwargs) -> MultiScaleGenerator:
-    """Default 3-level generator: width 32, 4 residual blocks per level, 3x3 kernels."""
-    return MultiScaleGenerator(**kwargs)

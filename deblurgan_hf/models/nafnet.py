@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from .layers import LayerNorm2d, crop_to, pad_to_multiple
 
-__all__ = ["NAFBlock", "NAFNet", "nafnet_s"]
+__all__ = ["NAFBlock", "NAFNet"]
 
 
 class SimpleGate(nn.Module):
@@ -145,8 +145,3 @@ class NAFNet(nn.Module):
         with torch.autocast(inp.device.type, enabled=False):
             out = inp + self.shuffle(self.out_conv(h.float()))
         return crop_to(out, size).clamp(0.0, 1.0)
-
-
-def nafnet_s(**kwargs) -> NAFNet:
-    """The CPU default: width 16, encoder [1, 1, 2, 4], middle 2, decoder [1, 1, 1, 1] (about 2.0 M params)."""
-    return NAFNet(**kwargs)

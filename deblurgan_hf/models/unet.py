@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from .layers import crop_to, get_act_layer, get_norm_layer, norm_has_shift, pad_to_multiple
 
-__all__ = ["ResBlock", "UNetGenerator", "unet_s"]
+__all__ = ["ResBlock", "UNetGenerator"]
 
 
 class ResBlock(nn.Module):
@@ -106,8 +106,3 @@ class UNetGenerator(nn.Module):
             h = dec(fuse(torch.cat([up(h), skip], dim=1)))
         out = inp + self.out_conv(h)
         return crop_to(out, size).clamp(0.0, 1.0)
-
-
-def unet_s(**kwargs) -> UNetGenerator:
-    """Default residual U-Net: width 32, depth 3, 2 blocks per level, instance norm."""
-    return UNetGenerator(**kwargs)
