@@ -607,7 +607,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
     with gr.Blocks(title="DeblurGAN-HF: motion deblurring", delete_cache=(config.keep_outputs_s,) * 2) as demo:
         gr.Markdown(
             "# Motion deblurring\nDrop a photo blurred by camera shake or motion, press **Deblur**, "
-            "then drag the slider to compare (left: input, right: result)."
+            "then drag the slider to compare (left: input, right: result). The **Video** tab takes a short clip."
         )
         with gr.Tab("Photo", elem_id="photo-tab"):
             with gr.Row():

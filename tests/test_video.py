@@ -17,7 +17,7 @@ from app_server import GOPRO_BLUR, app_models_env, bundled_model_exists, gradien
 
 av = pytest.importorskip("av", reason="PyAV (the [video] extra) is not installed")
 
-from deblurgan_hf.video import deblur_video, probe  # noqa: E402
+from deblurgan_hf.video import TO_RGB, TO_YUV, deblur_video, probe  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not GOPRO_BLUR.is_dir(), reason=f"{GOPRO_BLUR} missing (../shared/data)")
 
@@ -28,8 +28,9 @@ SAMPLE_RATE = 48000
 
 
 def make_clip(path: Path, frames: int = 20, rotation: int | None = 90, audio: bool = True, fps: int = 30,
-              size: tuple[int, int] = SIZE) -> Path:
-    """An H.264 clip of the real blurred frames (repeated when `frames` > 20) with a 440 Hz AAC tone."""
+              size: tuple[int, int] = SIZE, bt709: bool = False) -> Path:
+    """An H.264 clip of the real blurred frames (repeated when `frames` > 20) with a 440 Hz AAC tone;
+    `bt709`: converted and tagged as BT.709 limited range (HD cameras), else untagged (BT.601)."""
     files = sorted(GOPRO_BLUR.glob("*.png"))
     w, h = size
     with av.open(str(path), "w") as out:
@@ -37,11 +38,16 @@ def make_clip(path: Path, frames: int = 20, rotation: int | None = 90, audio: bo
         video.width, video.height, video.pix_fmt = w, h, "yuv420p"
         if rotation is not None:
             video.set_display_rotation(rotation)
+        if bt709:
+            video.codec_context.colorspace, video.codec_context.color_range = 1, 1  # AVCOL_SPC_BT709, MPEG range
         sound = out.add_stream("aac", rate=SAMPLE_RATE, layout="mono") if audio else None
         for i in range(frames):
             with Image.open(files[i % len(files)]) as img:
                 rgb = np.asarray(img.convert("RGB").crop((300, 250, 300 + w, 250 + h)))
-            out.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if bt709:
+                frame = frame.reformat(format="yuv420p", dst_colorspace=1, dst_color_range=1, interpolation=TO_YUV)
+            out.mux(video.encode(frame))
         out.mux(video.encode(None))
         if sound is not None:
             samples = SAMPLE_RATE * frames // fps
@@ -56,7 +62,7 @@ def make_clip(path: Path, frames: int = 20, rotation: int | None = 90, audio: bo
 
 def decoded_frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as clip:
-        return [f.to_ndarray(format="rgb24") for f in clip.decode(video=0)]
+        return [f.to_ndarray(format="rgb24", interpolation=TO_RGB) for f in clip.decode(video=0)]
 
 
 def audio_packets(path: Path) -> list[tuple[int, bytes]]:
@@ -213,6 +219,22 @@ def test_lossless_output_holds_the_models_frames_exactly(clip, tmp_path, small_m
         x = torch.from_numpy(inputs[i]).permute(2, 0, 1)[None].float() / 255
         expected = small_model.deblur(x, precision="fp32")[0].permute(1, 2, 0).numpy()
         assert np.array_equal(outputs[i], (np.clip(expected, 0, 1) * 255).round().astype(np.uint8)), i
+
+
+@pytest.mark.parametrize("bt709", [False, True])
+def test_colours_and_their_tags_survive_the_round_trip(tmp_path, bt709):
+    """Through an identity 'model': no colour shift (swscale's defaults darken each 4:2:0 round trip
+    by about a level), and BT.709 clips stay BT.709."""
+    src = make_clip(tmp_path / "in.mp4", frames=4, audio=False, bt709=bt709)
+    out = tmp_path / "out.mp4"
+    deblur_video(lambda x: x, src, out, crf=10)
+    before, after = np.stack(decoded_frames(src)).astype(float), np.stack(decoded_frames(out)).astype(float)
+    shift = (after - before).mean(axis=(0, 1, 2))
+    print(f"mean RGB shift {shift.round(2)}, mean absolute difference {np.abs(after - before).mean():.2f}")
+    assert np.all(np.abs(shift) < 0.3) and np.abs(after - before).mean() < 1.0
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        tags = [(c.colorspace, c.color_range) for c in (a.streams.video[0].codec_context, b.streams.video[0].codec_context)]
+    assert tags[0] == tags[1] == ((1, 1) if bt709 else (2, 0))
 
 
 def test_a_failed_run_leaves_neither_output_nor_temp_file(clip, tmp_path, small_model):
