@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 
 from ._extras import needs
+from .baselines import BASELINES, KERNEL_BASELINES, UNSHARP_GRID, choose_unsharp, unsharp
 from .files import atomic_write_bytes
 from .imaging import PRECISIONS, to_uint8
-from .baselines import BASELINES, KERNEL_BASELINES, UNSHARP_GRID, choose_unsharp, unsharp
 from .metrics import psnr_images, ssim_images
 
 __all__ = ["Pair", "PairSource", "Method", "MethodResult", "main", "run_evaluation", "model_method", "baseline_methods",

@@ -84,9 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .modeling import DeblurGAN
-
     from ._extras import needs
+    from .modeling import DeblurGAN
 
     with needs("export"):  # torch.onnx's dynamo exporter imports them lazily, with a less helpful error
         import onnx  # noqa: F401

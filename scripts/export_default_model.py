@@ -112,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from deblurgan_hf import PRETRAINED_DIR, DeblurGAN
     from deblurgan_hf.cards import base_model_id, eval_dataset, hub_datasets
-    from deblurgan_hf.files import atomic_write
     from deblurgan_hf.evaluation import (
         PairSource,
         baseline_methods,
@@ -123,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         run_evaluation,
         summary_markdown,
     )
+    from deblurgan_hf.files import atomic_write
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="training output_dir (holds best/, recipe.json, metrics.jsonl)")

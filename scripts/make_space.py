@@ -25,9 +25,9 @@ import importlib.metadata
 import re
 import shutil
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 from deblurgan_hf.files import atomic_write

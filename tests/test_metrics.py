@@ -15,7 +15,16 @@ from PIL import Image
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from deblurgan_hf.metrics import PSNR_PATH, SSIM_PATH, load_psnr, load_ssim, psnr_images, psnr_torch, ssim_images, ssim_torch
+from deblurgan_hf.metrics import (
+    PSNR_PATH,
+    SSIM_PATH,
+    load_psnr,
+    load_ssim,
+    psnr_images,
+    psnr_torch,
+    ssim_images,
+    ssim_torch,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VAL = DATA / "gopro_real" / "val"

@@ -26,8 +26,15 @@ Images are float tensors (3,H,W) or (N,3,H,W), RGB, in [0, 1]. Every random draw
 """
 
 from .degradation import Degradation, add_noise, apply_degradation, degrade, jpeg_roundtrip
-from .rendering import apply_kernel, kernel_from_path, kernel_support, linear_to_srgb, rasterize_trajectory, \
-    render_trajectory, srgb_to_linear
+from .rendering import (
+    apply_kernel,
+    kernel_from_path,
+    kernel_support,
+    linear_to_srgb,
+    rasterize_trajectory,
+    render_trajectory,
+    srgb_to_linear,
+)
 from .sampling import CameraPaths, camera_shake_path, random_trajectory, random_trajectory_kernel, sample_camera_paths
 from .synthesis import BlurSynthesizer, camera_shake_blur, trajectory_blur
 

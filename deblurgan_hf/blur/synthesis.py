@@ -11,10 +11,27 @@ import torch
 import torch.nn.functional as F
 
 from .degradation import Degradation, apply_degradation, degrade
-from .rendering import _convolve, _convolve_varying, apply_kernel, kernel_from_path, kernel_support, linear_to_srgb, \
-    render_trajectory, srgb_to_linear
-from .sampling import CameraPaths, _as_range, _log_uniform, _rand, _smooth_noise, _uniform, camera_shake_path, \
-    random_trajectory_kernel, sample_camera_paths
+from .rendering import (
+    _convolve,
+    _convolve_varying,
+    apply_kernel,
+    kernel_from_path,
+    kernel_support,
+    linear_to_srgb,
+    render_trajectory,
+    srgb_to_linear,
+)
+from .sampling import (
+    CameraPaths,
+    _as_range,
+    _log_uniform,
+    _rand,
+    _smooth_noise,
+    _uniform,
+    camera_shake_path,
+    random_trajectory_kernel,
+    sample_camera_paths,
+)
 
 __all__ = ["trajectory_blur", "camera_shake_blur", "BlurSynthesizer"]
 
@@ -317,7 +334,7 @@ class BlurSynthesizer:
         """Whether the output is smaller than the input (valid convolution; for evaluation only)."""
         return bool(self.params.get("valid")) or any(c.shrinks for c in self.components)
 
-    def pick(self, generator: torch.Generator | None = None) -> "BlurSynthesizer":
+    def pick(self, generator: torch.Generator | None = None) -> BlurSynthesizer:
         """The synthesizer of the next image: a drawn component in mix mode, else this one."""
         if self.mode != "mix":
             return self
@@ -326,7 +343,7 @@ class BlurSynthesizer:
         return self.components[index]
 
     @classmethod
-    def from_config(cls, config: dict | None) -> "BlurSynthesizer":
+    def from_config(cls, config: dict | None) -> BlurSynthesizer:
         """From a dict like ``{"mode": "trajectory", "length": [0.01, 0.03]}`` (None: defaults)."""
         config = dict(config or {})
         return cls(config.pop("mode", "trajectory"), **config)
