@@ -47,12 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         run_evaluation,
         summary_markdown,
     )
+    from deblurgan_hf.imaging import PRECISIONS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=[], help="more models (folders or Hub ids) beside the bundled one")
     parser.add_argument("--no-default", action="store_true", help="leave out the bundled DEFAULT_MODEL")
     parser.add_argument("--limit", type=int, default=None, help="first N images of each set (quick check)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     keys = [key for key, _, _ in SETS.values()]
     parser.add_argument("--sets", nargs="*", choices=keys, default=keys)
     parser.add_argument("--ocr", action="store_true", help="also the Tesseract CER check for each model")

@@ -70,8 +70,10 @@ def real_photo_figure(model, folder: Path, out: Path, width: int = 1400) -> list
     """before | after, one row per real blurred photo (no ground truth), written to ``out``; the names."""
     from PIL import Image, ImageDraw
 
+    from deblurgan_hf.imaging import IMAGE_EXTENSIONS
+
     rows, names = [], []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")):
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
         before = Image.open(path).convert("RGB")
         after = model.deblur(before, precision="fp32")
         pair = Image.new("RGB", (2 * before.width + 8, before.height), "white")

@@ -271,15 +271,16 @@ def _load_metadata_folder(root: Path, verify: bool):
     raw = ds.cast_column(present[0], datasets.Image(decode=False)) if present else ds
     for col in present[1:]:
         raw = raw.cast_column(col, datasets.Image(decode=False))
-    for i in range(len(raw)):
-        row = raw[i]
-        missing = [f"{c}_file_name" for c in ("blur", "sharp") if row.get(c) is None]
+    columns = {c: raw[c] for c in present}
+    for i in range(len(raw)):  # a pair per non-empty line
+        missing = [f"{c}_file_name" for c in ("blur", "sharp") if c not in columns or columns[c][i] is None]
         if missing:
-            fields = sorted(k for k in row if row[k] is not None)
+            row = raw[i]
+            fields = sorted(f"{k}_file_name" if k in columns else k for k in row if row[k] is not None)
             raise ValueError(f"{meta} line {i + 1}: missing field(s) {missing}; has {fields}; "
                              "expected 'blur_file_name' and 'sharp_file_name'")
     if "name" not in ds.column_names:  # the sharp file's path inside the folder, without suffix
-        names = [Path(v["path"]).relative_to(root.resolve()).with_suffix("").as_posix() for v in raw["sharp"]]
+        names = [Path(os.path.relpath(v["path"], root)).with_suffix("").as_posix() for v in columns["sharp"]]
         ds = ds.add_column("name", names)
     ds = _standardise(ds, f"paired:{root}", "blur", "sharp", "name")
     if verify:
