@@ -80,7 +80,9 @@ ROOT = Path(__file__).resolve().parent
 EXAMPLES_DIR = ROOT / "examples"
 TILE_CHOICES = ["auto", "off", "256", "384", "512", "768", "1024"]
 PRECISIONS = ["auto", "fp32", "bf16"]
-VIDEO_BATCH = 2  # frames per model call: a 1280x720 batch of 2 stays within an image request's memory
+# Frames per model call. Peak memory grows with it and one frame at a time is slower on the CPU
+# (docs/results/video_memory.md, benchmarks/video_memory.py): 2 is the middle.
+VIDEO_BATCH = 2
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 ATTRIBUTION = (
     "Example images: real blurred frames from GOPRO_Large (S. Nah, T. H. Kim, K. M. Lee, "
@@ -412,7 +414,7 @@ def _video_upload(upload: dict | None, is_stored: Callable[[str], bool], config:
     try:
         payload = FileData.model_validate(upload)
     except ValueError:
-        raise gr.Error("video: expected an uploaded file (gradio FileData), got something else.", title="Bad input")
+        raise gr.Error("video: expected an uploaded file (gradio FileData), got something else.", title="Bad input") from None
     if not (payload.path and is_stored(payload.path) and os.path.isfile(payload.path)):
         raise gr.Error("This video was not uploaded to this app (or has expired): upload it again.", title="Unknown file")
     name = Path(payload.orig_name or payload.path).name
@@ -577,7 +579,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         try:
             info = probe(path, max_pixels=int(config.max_video_megapixels * 1e6))
         except (ValueError, FileNotFoundError) as err:  # the message names the server's temp path: not shown
-            raise gr.Error(f"'{name}': {str(err).replace(path + ': ', '')}", title="Cannot deblur this video")
+            raise gr.Error(f"'{name}': {str(err).replace(path + ': ', '')}", title="Cannot deblur this video") from None
         _check_video_limits(info, config)
         progress(0, desc=f"Loading {label}")
         net = _load(source, label, from_hub)
@@ -592,12 +594,13 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
                     batch_size=VIDEO_BATCH, max_frames=config.max_video_frames,
                     progress=lambda done, total: progress((done, total), desc="Deblurring", unit="frames"),
                 )
-            except ValueError as err:  # the stream turned out longer or more damaged than its header said
-                raise gr.Error(f"'{name}': {str(err).replace(path + ': ', '')}", title="Cannot deblur this video")
+            except ValueError as err:  # longer or more damaged than its header said, or sound MP4 cannot hold
+                message = str(err).replace(path + ": ", "").replace(path, name).replace(str(result), result.name)
+                raise gr.Error(f"'{name}': {message}", title="Cannot deblur this video") from None
             except (MemoryError, RuntimeError) as err:
                 if isinstance(err, RuntimeError) and "allocate" not in str(err):
                     raise
-                raise gr.Error("Out of memory: try a shorter or smaller clip.", title="Out of memory")
+                raise gr.Error("Out of memory: try a shorter or smaller clip.", title="Out of memory") from None
             seconds = time.perf_counter() - start
         audio = f"; its {info.audio} sound copied unchanged" if info.audio else ""
         summary = (f"**{frames} frames**, {info.width} x {info.height} at {float(info.rate):.3g} fps{audio}; "

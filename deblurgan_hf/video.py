@@ -55,9 +55,6 @@ class VideoInfo:
     audio: str | None  # audio codec, None without audio
     display_matrix: tuple[int, ...] | None  # the rotation (and flips) as FFmpeg stores it
 
-    def describe(self) -> str:
-        return f"{self.width}x{self.height}, {self.frames} frames at {float(self.rate):.3g} fps ({self.seconds:.2f} s)"
-
 
 def _open_input(path: Path) -> Any:
     if not path.is_file():
