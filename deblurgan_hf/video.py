@@ -209,12 +209,13 @@ def deblur_video(
         options = {"movflags": "+faststart"} if out_format in ("mp4", "mov") else {}
         with av.open(str(tmp), "w", format=out_format, options=options) as out:
             vout = _add_video_stream(out, info, vin, lossless, crf)
-            aout = out.add_stream_from_template(ain) if ain is not None else None
             try:
+                aout = out.add_stream_from_template(ain) if ain is not None else None
                 out.start_encoding()
-            except av.error.FFmpegError as err:
-                raise ValueError(f"-o {dst}: the audio of {src} ({info.audio}) cannot be copied into "
-                                 f"{dst.suffix}; write .mkv instead ({err.strerror or err})") from None
+            except (ValueError, av.error.FFmpegError) as err:  # ValueError: "'mp4' format does not support ..."
+                raise ValueError(f"-o {dst}: the sound of {src} ({info.audio}) cannot be copied into a {dst.suffix} "
+                                 f"file ({getattr(err, 'strerror', None) or err}); try another of "
+                                 f"{', '.join(OUTPUT_FORMATS)}") from None
             done, pending = 0, []
 
             def encode(frames: list[Any]) -> None:

@@ -244,6 +244,27 @@ def test_a_failed_run_leaves_neither_output_nor_temp_file(clip, tmp_path, small_
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sound_the_output_container_cannot_hold_is_named(tmp_path):
+    """8-bit PCM (old AVIs) goes into MKV but not MP4: a message, not a broken file."""
+    src = tmp_path / "pcm_u8.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream("pcm_u8", rate=8000, layout="mono")
+        for _ in range(3):
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")))
+        out.mux(video.encode(None))
+        samples = av.AudioFrame.from_ndarray(np.full((1, 800), 128, np.uint8), format="u8", layout="mono")
+        samples.sample_rate, samples.pts = 8000, 0
+        out.mux(sound.encode(samples))
+        out.mux(sound.encode(None))
+    with pytest.raises(ValueError, match=r"pcm_u8.mkv \(pcm_u8\) cannot be copied into a \.mp4 file .*try another of"):
+        deblur_video(lambda x: x, src, tmp_path / "out.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pcm_u8.mkv"]
+    assert deblur_video(lambda x: x, src, tmp_path / "out.mkv") == 3
+    assert probe(tmp_path / "out.mkv").audio == "pcm_u8"
+
+
 def test_clip_without_rotation_or_sound(tmp_path, small_model):
     src = make_clip(tmp_path / "plain.mov", frames=5, rotation=None, audio=False)
     out = tmp_path / "plain-out.mov"
