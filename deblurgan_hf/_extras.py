@@ -15,7 +15,7 @@ EXTRAS: dict[str, dict[str, str]] = {  # extra -> {distribution: top-level modul
     "video": {"av": "av"},
     "train": {"accelerate": "accelerate", "datasets": "datasets", "pyyaml": "yaml", "matplotlib": "matplotlib"},
     "eval": {"datasets": "datasets", "evaluate": "evaluate", "scikit-image": "skimage", "matplotlib": "matplotlib",
-             "pytesseract": "pytesseract"},
+             "pytesseract": "pytesseract", "opencv-python-headless": "cv2"},
     "export": {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime"},
 }
 
