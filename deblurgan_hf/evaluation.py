@@ -374,14 +374,15 @@ def run_evaluation(
         scores: dict[str, float] = {}
         if i < figure_rows:
             y, x, c = _crop_box(pair.sharp, crop)
-            cut = lambda a: a[y : y + c, x : x + c]  # noqa: E731
+            cut = lambda a, y=y, x=x, c=c: a[y : y + c, x : x + c]  # noqa: E731
             crops.update({"blur": cut(pair.blurred), "sharp": cut(pair.sharp)})
         for method, result in zip(methods, results):
             start = time.perf_counter()
             out = method.run(pair)
             seconds = time.perf_counter() - start
             if out.shape != pair.sharp.shape or out.dtype != np.uint8:
-                raise ValueError(f"method {method.name} returned {out.dtype} {out.shape} for {pair.name}, expected uint8 {pair.sharp.shape}")
+                raise ValueError(f"method {method.name} returned {out.dtype} {out.shape} for {pair.name}, "
+                                 f"expected uint8 {pair.sharp.shape}")
             p = psnr_images([out], [pair.sharp])[0]
             s = ssim_images([out], [pair.sharp])[0]
             result.images.append(pair.name)

@@ -35,9 +35,9 @@ CROPS = [(300, 500, 97, 131), (100, 200, 64, 64), (400, 900, 13, 17), (0, 0, 201
 
 def _pair(index: int, box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     name = sorted((VAL / "blur").glob("*.png"))[index].name
-    t, l, h, w = box
-    blur = np.asarray(Image.open(VAL / "blur" / name).convert("RGB"))[t : t + h, l : l + w].copy()
-    sharp = np.asarray(Image.open(VAL / "sharp" / name).convert("RGB"))[t : t + h, l : l + w].copy()
+    top, left, h, w = box
+    blur = np.asarray(Image.open(VAL / "blur" / name).convert("RGB"))[top : top + h, left : left + w].copy()
+    sharp = np.asarray(Image.open(VAL / "sharp" / name).convert("RGB"))[top : top + h, left : left + w].copy()
     return blur, sharp
 
 
