@@ -371,6 +371,7 @@ def deblur_image(
     precision: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     compile: bool = False,
+    deconvolve: bool = True,
 ) -> Any:
     """Deblur `image` with `model` (a module mapping (N,3,H,W) [0,1] to the same); see `DeblurGAN.deblur`.
 
@@ -405,5 +406,8 @@ def deblur_image(
                 progress(1, 1)
         else:
             y = run_tiled(run, x, tile, overlap, progress)
+        stage = getattr(model, "deconvolution", None)
+        if deconvolve and stage is not None:  # one kernel per photo, so on the whole image, not per tile
+            y = torch.stack([stage(blurred, restored) for blurred, restored in zip(x, y)])
         del x  # a 12-megapixel input is 144 MB of float32: free it before the output conversion
         return from_tensor(y, restore)  # in place on y, so inside inference mode too

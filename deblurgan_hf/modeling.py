@@ -39,6 +39,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .cards import GENERATOR_PAPERS, project_urls
+from .deconvolution import BlindDeconvolution
 from .models import GENERATORS, Critic, build_critic, build_generator
 
 WEIGHTS_NAME = "model.safetensors"
@@ -71,6 +72,8 @@ class DeblurGAN(
         generator: generator family, one of `deblurgan_hf.models.GENERATORS`.
         generator_kwargs: constructor arguments of that generator (JSON values).
         critic_kwargs: constructor arguments of the PatchGAN critic; None for an inference-only model.
+        deconvolution: settings of a blind-deconvolution stage run on the generator's output by
+            `deblur` (`deblurgan_hf.deconvolution.BlindDeconvolution` fields); None: no such stage.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class DeblurGAN(
         generator: str = "nafnet",
         generator_kwargs: dict[str, Any] | None = None,
         critic_kwargs: dict[str, Any] | None = None,
+        deconvolution: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.generator_name = generator
@@ -85,6 +89,7 @@ class DeblurGAN(
         self.critic_kwargs = None if critic_kwargs is None else dict(critic_kwargs)
         self.generator = build_generator(generator, **self.generator_kwargs)
         self.critic = build_critic(**self.critic_kwargs) if self.critic_kwargs is not None else None
+        self.deconvolution = None if deconvolution is None else BlindDeconvolution.from_config(deconvolution)
         # Store every constructor argument, defaults included, so a saved model does not change
         # when a later release changes a default.
         self._hub_mixin_config = {
@@ -92,6 +97,8 @@ class DeblurGAN(
             "generator_kwargs": _with_defaults(type(self.generator), self.generator_kwargs),
             "critic_kwargs": None if self.critic is None else _with_defaults(type(self.critic), self.critic_kwargs),
         }
+        if self.deconvolution is not None:  # older readers know only the three keys above
+            self._hub_mixin_config["deconvolution"] = self.deconvolution.to_config()
 
     def forward(self, blurred: torch.Tensor) -> torch.Tensor:
         """Restore a batch (N, 3, H, W) in [0, 1]; returns the full-resolution output only."""
@@ -100,7 +107,8 @@ class DeblurGAN(
 
     def for_inference(self) -> DeblurGAN:
         """A copy without the critic, in eval mode (what gets shipped)."""
-        model = DeblurGAN(self.generator_name, self.generator_kwargs, critic_kwargs=None)
+        model = DeblurGAN(self.generator_name, self.generator_kwargs, critic_kwargs=None,
+                          deconvolution=None if self.deconvolution is None else self.deconvolution.to_config())
         model.generator.load_state_dict(self.generator.state_dict())
         return model.eval()
 
@@ -113,6 +121,7 @@ class DeblurGAN(
         precision: str = "auto",
         progress: Callable[[int, int], None] | None = None,
         compile: bool = False,
+        deconvolve: bool = True,
     ) -> Any:
         """Deblur one image and return it as the same kind (PIL in, PIL out; a path gives PIL).
 
@@ -131,11 +140,13 @@ class DeblurGAN(
             progress: called as progress(done_tiles, total_tiles) after each tile.
             compile: run the forward through `torch.compile`: the first call per image size compiles
                 (a minute or more on a CPU; cached on disk for later processes), later calls are faster.
+            deconvolve: run the model's blind-deconvolution stage, if its config has one (False: the
+                generator only).
         """
         from .inference import deblur_image
 
         return deblur_image(self, image, tile=tile, overlap=overlap, precision=precision, progress=progress,
-                            compile=compile)
+                            compile=compile, deconvolve=deconvolve)
 
     def num_parameters(self, module: nn.Module | None = None) -> int:
         return sum(p.numel() for p in (module or self.generator).parameters())
@@ -339,9 +350,15 @@ def read_config(path: str | Path, label: str) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ValueError(f"{label}: expected a JSON object with generator, generator_kwargs and critic_kwargs; "
                          f"got {_show(config)}")
-    unknown = sorted(set(config) - {"generator", "generator_kwargs", "critic_kwargs"})
+    unknown = sorted(set(config) - {"generator", "generator_kwargs", "critic_kwargs", "deconvolution"})
     if unknown:
-        raise ValueError(f"{label}: unknown keys {unknown}; allowed: generator, generator_kwargs, critic_kwargs")
+        raise ValueError(f"{label}: unknown keys {unknown}; allowed: generator, generator_kwargs, critic_kwargs, "
+                         "deconvolution")
+    if config.get("deconvolution") is not None:
+        try:
+            BlindDeconvolution.from_config(config["deconvolution"])
+        except ValueError as err:
+            raise ValueError(f"{label}: {err}") from None
     generator = config.get("generator", "nafnet")
     if type(generator) is not str or generator not in GENERATORS:
         raise ValueError(f"{label}: generator = {_show(generator)}: unknown generator; allowed: {sorted(GENERATORS)}")

@@ -109,8 +109,27 @@ def training_stages(run: Path) -> list[tuple[Path, dict]]:
     return stages
 
 
+def src_name(folder: str) -> str:
+    """A model folder as the card names it: relative to the repository when inside it."""
+    path = Path(folder).resolve()
+    return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else folder
+
+
+def base_commands(sections: dict[str, str]) -> list[str]:
+    """The command lines of a card's Reproduce section (its code block)."""
+    block = sections.get("Reproduce", "").split("```")
+    return [line for line in (block[1].splitlines()[1:] if len(block) > 2 else []) if line.strip()]
+
+
+def card_sections(card_file: Path) -> dict[str, str]:
+    """The `## ` sections of a model card (README.md), by heading."""
+    text = card_file.read_text(encoding="utf-8")
+    parts = text.split("\n## ")[1:]
+    return {part.partition("\n")[0].strip(): part.partition("\n")[2].strip() for part in parts}
+
+
 def main(argv: list[str] | None = None) -> int:
-    from huggingface_hub import EvalResult
+    from huggingface_hub import EvalResult, ModelCard
 
     from deblurgan_hf import PRETRAINED_DIR, DeblurGAN
     from deblurgan_hf.cards import base_model_id, eval_dataset, hub_datasets
@@ -127,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     from deblurgan_hf.files import atomic_write
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="training output_dir (holds best/, recipe.json, metrics.jsonl)")
+    made = parser.add_mutually_exclusive_group(required=True)
+    made.add_argument("--run", help="training output_dir (holds best/, recipe.json, metrics.jsonl)")
+    made.add_argument("--base-model", help="an exported model folder whose generator is used as it is (no training): "
+                                           "its card's training sections are carried over")
+    parser.add_argument("--deconvolution", default=None, metavar="JSON",
+                        help="add a blind-deconvolution stage with these settings (deblurgan_hf.deconvolution."
+                             "BlindDeconvolution fields, e.g. '{}' for the defaults)")
     parser.add_argument("--checkpoint", default="best", help="exported folder inside the run")
     parser.add_argument("--out", required=True, help="model folder to write (replaced atomically)")
     parser.add_argument("--notes", default=None, help="Markdown appended to the card (levers tried, figures)")
@@ -148,12 +173,28 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     at_start = _machine()
-    run, src = Path(args.run), Path(args.run) / args.checkpoint
-    stages = training_stages(run)
-    if args.wall_minutes is not None and len(args.wall_minutes) != len(stages):
-        parser.error(f"--wall-minutes: {len(args.wall_minutes)} value(s) for {len(stages)} stage(s) "
-                     f"({', '.join(str(r) for r, _ in stages)})")
+    if args.run:
+        run, src = Path(args.run), Path(args.run) / args.checkpoint
+        stages, base = training_stages(run), None
+        if args.wall_minutes is not None and len(args.wall_minutes) != len(stages):
+            parser.error(f"--wall-minutes: {len(args.wall_minutes)} value(s) for {len(stages)} stage(s) "
+                         f"({', '.join(str(r) for r, _ in stages)})")
+    else:
+        src, stages = Path(args.base_model), []
+        base = card_sections(src / "README.md")
+        if args.wall_minutes is not None:
+            parser.error("--wall-minutes: the training time is the base model's, already in its card")
     model = DeblurGAN.from_pretrained(src)
+    staged_dir = Path(args.out).with_name(f".tmp-{Path(args.out).name}-staged")
+    if args.deconvolution is not None:  # the evaluation methods load a folder: save the staged model to one
+        try:
+            stage = json.loads(args.deconvolution)
+            staged = DeblurGAN(model.generator_name, model.generator_kwargs, deconvolution=stage)
+        except ValueError as err:
+            parser.error(f"--deconvolution: {err}")
+        staged.generator.load_state_dict(model.generator.state_dict())
+        model, src = staged.eval(), staged_dir
+        model.save_pretrained(src)
 
     pairs = PairSource(args.val)
     methods = [model_method(str(src), precision="fp32"), model_method(str(src), precision="bf16")]
@@ -199,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         sources = ", ".join(Path(src.partition(":")[2]).name for src in args.shake)
         trained = {Path(src.partition(":")[2]).resolve() for _, recipe in stages for src in recipe.get("train_sources") or []}
         seen = [Path(src.partition(":")[2]).name for src in args.shake if Path(src.partition(":")[2]).resolve() in trained]
+        if base is not None:  # the base model's sources are known by their credits in its card
+            seen = [Path(src.partition(":")[2]).name for src in args.shake
+                    if any(Path(src.partition(":")[2]).as_posix().endswith(key) and credit.split("**")[1] in
+                           base.get("Training data", "") for key, credit in DATA_CREDITS.items())]
         status = f"of which {', '.join(seen)} WAS in the training data" if seen else "never trained on"
         shake_md = ("### Camera shake\n\n"
                     f"{sources} ({shake_rows[0]['images']} photos per row, {status}), each blurred by a "
@@ -228,6 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         recipe_parts.append(f"{stage}{steps} steps{cpu}. {settings}.")
     recipe_md = ("\n\n".join(recipe_parts) + "\n\nEach stage's checkpoint chosen by validation PSNR on 512x512 "
                  "centre crops of the real validation pairs.")
+    if base is not None:
+        recipe_md = f"The generator of `{src_name(args.base_model)}`, unchanged:\n\n{base.get('Training recipe', '')}"
+    if model.deconvolution is not None:
+        recipe_md += ("\n\nBlind-deconvolution stage (`deblurgan_hf/deconvolution.py`, no trained weights), settings "
+                      f"`{json.dumps(model.deconvolution.to_config())}`: one kernel is estimated per photo and the "
+                      "photo deconvolved; `deblur` keeps whichever of that and the generator's output changed the "
+                      "photo more (`deconvolve=False`: the generator only).")
     notes = Path(args.notes).read_text() if args.notes else ""
     extra = (
         "### Full evaluation on the real validation pairs\n\n"
@@ -241,23 +293,28 @@ def main(argv: list[str] | None = None) -> int:
         + notes
     )
     card = dict(
-        model_name=stages[-1][1].get("model_name") or Path(args.out).name,
+        model_name=(stages[-1][1].get("model_name") if stages else None) or Path(args.out).name,
         intended_use=(
             "Removing camera shake and motion blur from photos (1 to tens of megapixels) on a CPU; what "
             "blur it was trained for is in the recipe and the tables below. Not for defocus blur, not for "
             "forensic or evidential use: a restoration is a plausible image, not recovered truth."
         ),
-        training_data=training_data(stages),
+        training_data=training_data(stages) if base is None else base.get("Training data", ""),
         recipe=recipe_md,
         command="".join(f"accelerate launch train_accelerate.py --config {recipe['config']}\n" for _, recipe in stages)
-                + f"python scripts/export_default_model.py --run {args.run} --out {args.out}"
+                + ("" if base is None else "".join(line + "\n" for line in base_commands(base)))
+                + "python scripts/export_default_model.py "
+                + (f"--run {args.run}" if args.run else f"--base-model {src_name(args.base_model)}")
+                + (f" --deconvolution '{args.deconvolution}'" if args.deconvolution is not None else "")
+                + f" --out {args.out}"
                 + (f" --notes {args.notes}" if args.notes else "")
                 + (f" --limitations {args.limitations}" if args.limitations else "")
                 + (" --wall-minutes " + " ".join(f"{m:g}" for m in args.wall_minutes) if args.wall_minutes else ""),
         metrics=metrics,
         eval_results=eval_results,
-        datasets=hub_datasets([s for _, recipe in stages for s in recipe.get("train_sources") or []]),
-        base_model=base_model_id(stages[0][1].get("init_from")),
+        datasets=hub_datasets([s for _, recipe in stages for s in recipe.get("train_sources") or []])
+                 if base is None else ModelCard.load(Path(args.base_model) / "README.md").data.datasets,
+        base_model=base_model_id(stages[0][1].get("init_from") if stages else args.base_model),
         extra=extra,
         limitations=Path(args.limitations).read_text().strip() if args.limitations else None,
     )
@@ -273,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy2(src / "training_curves.png", tmp / "training_curves.png")
         (tmp / "validation_per_image.csv").write_bytes((eval_dir / "per_image.csv").read_bytes())
     shutil.rmtree(eval_dir, ignore_errors=True)
+    shutil.rmtree(staged_dir, ignore_errors=True)
     print(summary_markdown(results))
     print(f"\nwrote {out}")
     results_dir = args.results

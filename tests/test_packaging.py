@@ -23,7 +23,7 @@ from deblurgan_hf.cards import HUB_ID, base_model_id, eval_dataset, hub_dataset,
 from deblurgan_hf.metrics import psnr_images
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-CORE = {"torch", "torchvision", "huggingface-hub", "safetensors", "numpy", "pillow", "tqdm"}
+CORE = {"torch", "torchvision", "huggingface-hub", "safetensors", "numpy", "pillow", "scipy", "tqdm"}
 VAL = DATA / "gopro_real" / "val"
 
 

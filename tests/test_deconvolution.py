@@ -1,0 +1,109 @@
+"""The blind-deconvolution stage: kernel estimation and deconvolution on real photos with camera-shake
+kernels of the benchmark, the choice between it and the generator, and its config checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA
+from deblurgan_hf import DEFAULT_MODEL, DeblurGAN
+from deblurgan_hf.deconvolution import BlindDeconvolution, deconvolve, estimate_kernel, low_frequency_change
+from deblurgan_hf.evaluation import PairSource
+from deblurgan_hf.metrics import psnr_images
+
+KODAK = f"sharp:{DATA / 'sharp' / 'kodak24'}"
+
+
+def shake_pair(size: tuple[int, int], index: int):
+    """Photo `index` of Kodak24 with the camera-shake benchmark's blur of that size bin (true kernel kept)."""
+    pairs = list(PairSource(KODAK, limit=index + 1, blur="shake", shake_size=size))
+    return pairs[index]
+
+
+def chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
+
+
+def uint8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return psnr_images([a], [b])[0]
+
+
+def centred_on(kernel: np.ndarray, size: int) -> torch.Tensor:
+    out = np.zeros((size, size))
+    o = (size - kernel.shape[0]) // 2
+    out[o : o + kernel.shape[0], o : o + kernel.shape[1]] = kernel
+    return torch.from_numpy(out).float()
+
+
+def test_deconvolution_with_the_true_kernel_sharpens_a_real_photo():
+    pair = shake_pair((15, 31), 1)
+    out = uint8(deconvolve(chw(pair.blurred), torch.from_numpy(pair.kernel).float()))
+    assert out.shape == pair.sharp.shape  # valid blur: output and target are the blurred image's size
+    assert psnr(out, pair.sharp) > psnr(pair.blurred, pair.sharp) + 2.0
+
+
+@pytest.mark.slow
+def test_the_estimated_kernel_is_the_true_one_and_deconvolves_nearly_as_well():
+    """Blind: only the blurred photo goes in; the estimate matches the kernel the benchmark drew."""
+    pair = shake_pair((15, 31), 2)
+    blurred = chw(pair.blurred)
+    estimate = estimate_kernel(blurred.mean(0), 45)
+    truth = centred_on(pair.kernel, 45)
+    similarity = float((estimate * truth).sum() / (estimate.norm() * truth.norm()))
+    assert similarity > 0.5, similarity
+    with_estimate = psnr(uint8(deconvolve(blurred, estimate)), pair.sharp)
+    with_truth = psnr(uint8(deconvolve(blurred, truth)), pair.sharp)
+    assert with_estimate > psnr(pair.blurred, pair.sharp) + 2.0
+    assert with_estimate > with_truth - 1.5
+
+
+def test_a_wrong_kernel_changes_the_low_frequencies_and_a_right_one_does_not():
+    pair = shake_pair((15, 31), 1)
+    blurred, truth = chw(pair.blurred), torch.from_numpy(pair.kernel).float()
+    wrong = truth.T.flip(0).contiguous()  # the path turned by 90 degrees: a plausible but wrong kernel
+    scale = 2 * truth.shape[-1]
+    right_change = low_frequency_change(blurred, deconvolve(blurred, truth), scale)
+    wrong_change = low_frequency_change(blurred, deconvolve(blurred, wrong), scale)
+    assert right_change < 0.5 * wrong_change
+
+
+def test_config_is_checked_field_by_field(tmp_path):
+    with pytest.raises(ValueError, match=r"deconvolution.max_kernel must be in \[3, 101\]"):
+        BlindDeconvolution.from_config({"max_kernel": 10**6})
+    with pytest.raises(ValueError, match=r"deconvolution.threshold must be a number, got 'x'"):
+        BlindDeconvolution.from_config({"threshold": "x"})
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['kernel'\]"):
+        BlindDeconvolution.from_config({"kernel": 3})
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        BlindDeconvolution.from_config([1])
+    # the same check on loading, naming the file
+    folder = tmp_path / "model"
+    DeblurGAN.from_pretrained(DEFAULT_MODEL).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "deconvolution": {"estimate_pixels": float("nan")}}))
+    with pytest.raises(ValueError, match=r"model/config.json: deconvolution.estimate_pixels must be an integer"):
+        DeblurGAN.from_pretrained(folder)
+
+
+def test_the_stage_is_saved_loaded_and_can_be_switched_off(tmp_path):
+    model = DeblurGAN.from_pretrained(DEFAULT_MODEL)
+    staged = DeblurGAN(model.generator_name, model.generator_kwargs, deconvolution={"max_kernel": 31})
+    staged.generator.load_state_dict(model.generator.state_dict())
+    staged.save_pretrained(tmp_path / "staged")
+    loaded = DeblurGAN.from_pretrained(tmp_path / "staged")
+    assert loaded.deconvolution == BlindDeconvolution(max_kernel=31)
+    assert loaded.for_inference().deconvolution == loaded.deconvolution
+    pair = shake_pair((7, 15), 1)
+    generator_only = np.asarray(loaded.deblur(pair.blurred, deconvolve=False))
+    assert np.array_equal(generator_only, np.asarray(model.deblur(pair.blurred)))
+    staged_out = np.asarray(loaded.deblur(pair.blurred))
+    assert staged_out.shape == pair.blurred.shape
+    assert psnr(staged_out, pair.sharp) > psnr(generator_only, pair.sharp)
