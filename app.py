@@ -590,7 +590,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
             start = time.perf_counter()
             try:
                 frames = deblur_video(
-                    lambda batch: net.deblur(batch, precision=precision), path, result,
+                    lambda batch: net.deblur(batch, precision=precision, deconvolve=False), path, result,  # as the CLI
                     batch_size=VIDEO_BATCH, max_frames=config.max_video_frames,
                     progress=lambda done, total: progress((done, total), desc="Deblurring", unit="frames"),
                 )

@@ -216,7 +216,9 @@ def cmd_deblur_video(args: argparse.Namespace) -> int:
     model = DeblurGAN.from_pretrained(args.model or DEFAULT_MODEL).to(pick_device(args.device))
 
     def deblur(batch: torch.Tensor) -> torch.Tensor:
-        return model.deblur(batch, tile=args.tile, overlap=args.overlap, precision=args.precision, compile=args.compile)
+        # the generator only: a kernel estimate per frame costs seconds and would flicker
+        return model.deblur(batch, tile=args.tile, overlap=args.overlap, precision=args.precision, compile=args.compile,
+                            deconvolve=False)
 
     with tqdm(total=None, desc="deblurring", unit="frame") as bar:
         def progress(done: int, expected: int) -> None:

@@ -62,9 +62,13 @@ def _name(requirement: str) -> str:
 
 
 def space_requirements(root: Path = ROOT, hardware: str = "cpu-basic") -> list[str]:
-    """The package's runtime dependencies (pyproject), with the pins of requirements.txt where given;
-    on CPU hardware the CPU builds of torch and torchvision (`+cpu`, from PyTorch's CPU index)."""
-    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    """The package's runtime dependencies and its `app` extra but Gradio (pyproject), with the pins of
+    requirements.txt where given; on CPU hardware the CPU builds of torch and torchvision (`+cpu`,
+    from PyTorch's CPU index)."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    # The Space's SDK installs Gradio itself (sdk_version); the rest of the app extra (PyAV) it does not.
+    app = [d for d in project["optional-dependencies"]["app"] if _name(d) != "gradio"]
+    deps = [*project["dependencies"], *app]
     pins = {}
     req = root / "requirements.txt"
     if req.is_file():

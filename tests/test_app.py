@@ -270,6 +270,7 @@ def test_space_folder_has_front_matter_and_runs_unchanged(models_env, tmp_path, 
     assert meta["python_version"] == f"{sys.version_info.major}.{sys.version_info.minor}"
     assert meta["models"] == ["someone/nafnet-motion-s"] and meta["license"] == "apache-2.0"
     assert "gradio" not in (out / "requirements.txt").read_text()  # the Space's sdk_version provides it
+    assert {r.split("==")[0] for r in requirements[1:]} >= {"av", "scipy"}  # the Video tab, the deconvolution
     assert "CC BY 4.0" in text and (out / "examples" / "ATTRIBUTION.md").is_file()
     with pytest.raises(FileExistsError):
         make_space.make_space(out, ["someone/nafnet-motion-s"], space_id="someone/deblur")
