@@ -333,11 +333,12 @@ class BlindDeconvolution:
         result kept the low frequencies. Computed on the CPU in float32."""
         with torch.no_grad():
             x = blurred.detach().to("cpu", torch.float32)
-            kernel, _ = self.estimate(x)
-            if _extent(kernel) < MIN_KERNEL:
+            kernel, scale = self.estimate(x)
+            extent = _extent(kernel) * scale  # at the estimation resolution, whatever the photo's size
+            if extent < MIN_KERNEL:
                 return restored
             # a longer kernel is more ill-posed to invert (and its estimate less sure): more prior
-            out = deconvolve(x, kernel, prior_weight=self.prior_weight * max(1.0, _extent(kernel) / 30))
+            out = deconvolve(x, kernel, prior_weight=self.prior_weight * max(1.0, extent / 30))
             if low_frequency_change(x, out, 2 * kernel.shape[-1]) > self.max_low_frequency_change:
                 return restored
             if (out - x).abs().mean() <= (restored.detach().to("cpu", torch.float32) - x).abs().mean():

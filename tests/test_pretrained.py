@@ -53,6 +53,21 @@ def test_raises_psnr_on_real_validation_pairs(model):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("size", [(7, 15), (15, 31), (31, 75)])
+def test_raises_psnr_on_camera_shake_of_every_size(model, size):
+    """Blind, on the camera-shake benchmark's blur (valid convolution, 1% noise) of two Kodak24 photos
+    per kernel-size bin: every photo gains with kernels up to 31 px, and on average with longer ones."""
+    from deblurgan_hf.evaluation import PairSource
+
+    pairs = PairSource(f"sharp:{DATA / 'sharp' / 'kodak24'}", limit=2, blur="shake", shake_size=size)
+    gains = [psnr(np.asarray(model.deblur(p.blurred)), p.sharp) - psnr(p.blurred, p.sharp) for p in pairs]
+    print(size, [f"{g:+.2f}" for g in gains])
+    assert np.mean(gains) > 0.5
+    if size[1] <= 31:
+        assert min(gains) > 0.5
+
+
+@pytest.mark.slow
 def test_card_psnr_matches_a_fresh_evaluation(model):
     """The model-index PSNR in README.md equals the mean over all 11 real pairs, measured now, within 0.05 dB."""
     from deblurgan_hf.evaluation import PairSource, model_method, run_evaluation
