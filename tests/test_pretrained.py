@@ -38,7 +38,7 @@ def test_bundled_model_is_small_safetensors_and_loads_offline(tmp_path):
     folder = Path(DEFAULT_MODEL)
     assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in folder.iterdir()}
     assert (folder / "model.safetensors").stat().st_size < 20_000_000
-    code = f"from deblurgan_hf import DeblurGAN, DEFAULT_MODEL; m = DeblurGAN.from_pretrained(DEFAULT_MODEL); assert m.critic is None"
+    code = "from deblurgan_hf import DeblurGAN, DEFAULT_MODEL; m = DeblurGAN.from_pretrained(DEFAULT_MODEL); assert m.critic is None"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
