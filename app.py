@@ -47,12 +47,12 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 try:  # Hugging Face ZeroGPU Spaces: a GPU is attached only while a spaces.GPU function runs
     import spaces  # imported before torch, as ZeroGPU asks
@@ -331,7 +331,7 @@ def _image_source(payload: ImageData, is_stored: Callable[[str], bool], config: 
         try:
             return base64.b64decode(data, validate=True)
         except binascii.Error:
-            raise gr.Error(f"{name}: the pasted image is not valid base64 data.", title="Unreadable image")
+            raise gr.Error(f"{name}: the pasted image is not valid base64 data.", title="Unreadable image") from None
     if payload.path:
         # One answer for every path that is not an upload: nothing about the server's files leaks.
         if not (is_stored(payload.path) and os.path.isfile(payload.path)):
@@ -357,7 +357,8 @@ def _read_upload(
     try:
         payload = ImageData.model_validate(upload)
     except ValueError:
-        raise gr.Error("image: expected an uploaded file (gradio FileData), got something else.", title="Bad input")
+        raise gr.Error("image: expected an uploaded file (gradio FileData), got something else.",
+                       title="Bad input") from None
     name = Path(payload.orig_name or payload.path or "image").name
     source = _image_source(payload, is_stored, config, name)
     header = _read_header(source)
@@ -368,7 +369,7 @@ def _read_upload(
     except (ValueError, FileNotFoundError) as err:
         # open_image names the server's temp path, which means nothing to the visitor
         msg = str(err).replace(f"{payload.path}: ", "").replace("<bytes>: ", "").replace(str(payload.path), name)
-        raise gr.Error(f"Cannot read '{name}': {msg}", title="Unreadable image")
+        raise gr.Error(f"Cannot read '{name}': {msg}", title="Unreadable image") from None
     stem = re.sub(r"[^\w.-]+", "_", Path(name).stem)[:60] or "image"
     return image, stem, header
 
@@ -520,7 +521,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         except gr.Error:
             raise
         except Exception as err:  # any loading failure (offline, no such repo, too big, bad weights) is shown as-is
-            raise gr.Error(f"Could not load model {label!r}: {err}", title="Model not loaded")
+            raise gr.Error(f"Could not load model {label!r}: {err}", title="Model not loaded") from err
 
     def _deblur(image, model, hub_id, tile, precision, downscale, progress):
         if precision not in PRECISIONS:
@@ -551,7 +552,8 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
             except (MemoryError, RuntimeError) as err:
                 if isinstance(err, RuntimeError) and "allocate" not in str(err):  # torch: "can't allocate memory"
                     raise
-                raise gr.Error("Out of memory: choose a smaller tile size or a smaller image.", title="Out of memory")
+                raise gr.Error("Out of memory: choose a smaller tile size or a smaller image.",
+                               title="Out of memory") from err
             seconds = time.perf_counter() - start
             before, after = _save_pngs(
                 {f"{stem}.png": blurred, f"{stem}_deblurred.png": sharp}, out_dir, config.keep_outputs_s

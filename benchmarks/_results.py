@@ -17,9 +17,9 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Iterator
 
 from deblurgan_hf.files import atomic_write_text
 

@@ -4,7 +4,8 @@
 
 Per generator: parameters, GMACs and GFLOPs (torch.utils.flop_counter.FlopCounterMode, which
 counts 2 FLOPs per multiply-add of every conv and matmul), median latency in fp32 and in bf16 autocast + channels_last
-(torch.inference_mode, after one warm-up run), and the peak RSS of each. Every measurement runs in its own subprocess so memory peaks do not mix.
+(torch.inference_mode, after one warm-up run), and the peak RSS of each. Every measurement runs in its own
+subprocess so memory peaks do not mix.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ checks that they agree), with the module each distribution is imported as.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 EXTRAS: dict[str, dict[str, str]] = {  # extra -> {distribution: top-level module}
     "app": {"gradio": "gradio", "av": "av"},

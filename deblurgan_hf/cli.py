@@ -9,9 +9,10 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .files import atomic_write
 from .imaging import IMAGE_EXTENSIONS, PRECISIONS

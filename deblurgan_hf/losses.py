@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import urllib.error
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlparse
 
 import torch
@@ -99,7 +99,9 @@ class MultiScaleL2Loss(nn.Module):
 CONTENT_LOSSES = ("l1", "l2", "charbonnier", "multiscale_l2", "fft")
 
 
-def build_content_loss(name: str, *, multiscale_weights: Sequence[float] = (1.0, 1.0, 1.0)) -> Callable[[Prediction, torch.Tensor], torch.Tensor]:
+def build_content_loss(
+    name: str, *, multiscale_weights: Sequence[float] = (1.0, 1.0, 1.0)
+) -> Callable[[Prediction, torch.Tensor], torch.Tensor]:
     """A content loss `f(pred, target) -> scalar` by name (one of CONTENT_LOSSES).
 
     Args:

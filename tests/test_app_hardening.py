@@ -25,7 +25,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from app_server import GOPRO_BLUR, DATA, app_models_env, gopro_crop, serve_app
+from app_server import DATA, GOPRO_BLUR, app_models_env, gopro_crop, serve_app
 from hub_server import BlackHole, HubServer
 
 pytestmark = pytest.mark.skipif(not GOPRO_BLUR.is_dir(), reason=f"{GOPRO_BLUR} missing (../shared/data)")

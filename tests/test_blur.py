@@ -203,7 +203,7 @@ def test_default_psnr_spread_covers_real_gopro_pairs():
         for blur_file in sorted((REAL / split / "blur").glob("*.png")):
             sharp = load(REAL / split / "sharp" / blur_file.name, scale)
             real.append(psnr(load(blur_file, scale), sharp))
-            for seed in range(2):
+            for _ in range(2):
                 synth.append(psnr(trajectory_blur(sharp, generator=gen(len(synth))), sharp))
     real, synth = np.array(real), np.array(synth)
     assert len(real) == 20

@@ -74,7 +74,7 @@ def data_root(tmp_path_factory) -> Path:
     # tiny GOPRO_Large tree (blur_gamma: a different real frame so the choice is visible)
     for split, seqs in (("train", ("GOPR0001_00_00", "GOPR0002_00_00")), ("test", ("GOPR0003_00_00",))):
         for k, seq in enumerate(seqs):
-            for j, (name, b, s) in enumerate(pairs[k * 2 : k * 2 + 2] if split == "train" else pairs[:3]):
+            for j, (_name, b, s) in enumerate(pairs[k * 2 : k * 2 + 2] if split == "train" else pairs[:3]):
                 save(b, root / "GOPRO_Large" / split / seq / "blur" / f"{j:06d}.png")
                 save(np.ascontiguousarray(b[::-1]), root / "GOPRO_Large" / split / seq / "blur_gamma" / f"{j:06d}.png")
                 save(s, root / "GOPRO_Large" / split / seq / "sharp" / f"{j:06d}.png")
@@ -334,7 +334,7 @@ def test_train_determinism_per_seed_epoch_index(data_root):
     ds.set_epoch(1)
     second = [ds[i] for i in idx]
     again.set_epoch(1)  # a resumed run: fresh dataset, same epoch -> same samples
-    for i, a, b in zip(idx, second, [again[i] for i in idx]):
+    for a, b in zip(second, [again[i] for i in idx]):
         assert torch.equal(a["blur"], b["blur"]) and torch.equal(a["sharp"], b["sharp"]) and a["name"] == b["name"]
     for a, b in zip(first, second):  # new crops and new blur every epoch
         assert not torch.equal(a["blur"], b["blur"])
@@ -437,7 +437,6 @@ def test_gopro_to_hub_save_to_disk(data_root, tmp_path):
 def test_gopro_to_hub_push_then_load_pairs_from_hub(data_root, tmp_path):
     """The real datasets/huggingface_hub clients against the local Hub stand-in (tests/hub_server.py):
     push with the script, then `load_pairs("hub:ID?split=test")` from a fresh cache."""
-    import os
     import subprocess
 
     sys.path.insert(0, str(REPO / "tests"))

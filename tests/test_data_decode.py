@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 
 from conftest import gopro_frame
-from deblurgan_hf.data import build_train_dataset, build_val_dataset, load_pairs
+from deblurgan_hf.data import build_train_dataset, build_val_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CROP = 32

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-import torch
 from safetensors.torch import save_file
 
 from deblurgan_hf import DeblurGAN
@@ -116,7 +115,8 @@ BAD_CONFIGS = {  # config.json text -> what the message must say after "<path>/c
     '{"generator_kwargs": {"width": true}}': "generator_kwargs.width = true: expected an integer >= 1",
     '{"generator_kwargs": {"width": 0}}': "generator_kwargs.width = 0: expected an integer >= 1",
     '{"generator_kwargs": {"middle_blocks": -1}}': "generator_kwargs.middle_blocks = -1: expected an integer >= 0",
-    '{"generator_kwargs": {"enc_blocks": [1, "2"], "dec_blocks": [1, 1]}}': "generator_kwargs.enc_blocks = [1, \"2\"]: expected a list of integers",
+    '{"generator_kwargs": {"enc_blocks": [1, "2"], "dec_blocks": [1, 1]}}':
+        "generator_kwargs.enc_blocks = [1, \"2\"]: expected a list of integers",
     '{"generator_kwargs": {"enc_blocks": 3}}': "generator_kwargs.enc_blocks = 3: expected a list of integers",
     '{"generator_kwargs": {"width": NaN}}': "generator_kwargs.width = NaN: expected an integer",
     '{"generator_kwargs": {"width": 1e400}}': "generator_kwargs.width = Infinity: expected an integer",

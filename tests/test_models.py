@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import gopro_frame
 
+from conftest import gopro_frame
 from deblurgan_hf.models import GENERATORS, build_critic, build_generator
 from deblurgan_hf.models.layers import LayerNorm2d, crop_to, pad_to_multiple
 

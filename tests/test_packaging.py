@@ -7,12 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from huggingface_hub import EvalResult, ModelCard
 from PIL import Image
 

@@ -7,7 +7,7 @@ The project's CPU default: it runs in bf16 autocast and keeps channels_last end 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
