@@ -93,9 +93,13 @@ def real_photo_figure(model, folder: Path, out: Path, width: int = 1400) -> list
     return names
 
 
-def _machine() -> str:
+def _results_helper(name: str):
     # benchmarks/ is not a package: its shared helpers are run from their file
-    return runpy.run_path(str(REPO / "benchmarks" / "_results.py"))["machine"]()
+    return runpy.run_path(str(REPO / "benchmarks" / "_results.py"))[name]
+
+
+def _machine() -> str:
+    return _results_helper("machine")()
 
 
 def training_stages(run: Path) -> list[tuple[Path, dict]]:
@@ -338,8 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         results_dir = str(REPO / "docs" / "results")
     if results_dir:
         # The bundled model's figures in the docs are this file, so they are never typed twice.
-        from _results import header
-
+        header = _results_helper("header")
         shown = "\n".join(f"| {name} | {value} |" for name, value in metrics.items())
         path = Path(results_dir) / f"{out.name}.md"
         figures = os.path.relpath(out.resolve(), path.parent.resolve())
