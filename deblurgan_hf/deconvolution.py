@@ -343,6 +343,8 @@ class BlindDeconvolution:
         blur it does not model (the generator long shake paths, a single kernel the blur of moving
         objects); the deconvolution only if the kernel is at least `MIN_KERNEL` pixels wide and the
         result kept the low frequencies. Computed on the CPU in float32."""
+        if min(blurred.shape[-2:]) < 4 * MIN_KERNEL:  # too small to hold a kernel and see its blur
+            return restored
         with torch.no_grad():
             x = blurred.detach().to("cpu", torch.float32)
             kernel, scale = self.estimate(x)

@@ -123,3 +123,10 @@ def test_noise_level_reads_the_noise_of_a_blurred_real_photo():
     assert 0.008 < noise_level(red) < 0.013
     noisier = (red + 0.03 * torch.randn(red.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     assert 0.025 < noise_level(noisier) < 0.036
+
+
+def test_images_too_small_for_a_kernel_keep_the_generator_output():
+    stage = BlindDeconvolution()
+    for size in ((1, 1), (20, 300)):
+        blurred, restored = torch.rand(3, *size), torch.rand(3, *size)
+        assert stage(blurred, restored) is restored
