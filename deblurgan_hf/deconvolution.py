@@ -20,6 +20,7 @@ Written here with torch FFTs because no maintained library does blind kernel est
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -97,22 +98,31 @@ def _pad_periodic(image: torch.Tensor, pad: int, kernel: torch.Tensor | None = N
     return (out[0] if squeeze else out), pad
 
 
-def _l0_latent(blurred: torch.Tensor, kernel: torch.Tensor, weight: float) -> torch.Tensor:
-    """argmin_x |kernel * x - blurred|^2 + weight * |grad x|_0 by half-quadratic splitting (circular)."""
+def _half_quadratic(blurred: torch.Tensor, kernel: torch.Tensor, sparsify: Callable, beta: float, beta_max: float,
+                    growth: float) -> torch.Tensor:
+    """argmin_x |kernel * x - blurred|^2 / 2 + a gradient prior, by half-quadratic splitting (circular):
+    `sparsify(gx, gy, beta)` is the prior's step on the gradients, beta grows by `growth` up to `beta_max`."""
     shape = blurred.shape[-2:]
     k = _otf(kernel, shape)
     dx, dy = _gradient_otfs(shape, blurred.dtype)
     numerator = k.conj() * fft.rfft2(blurred)
     denominator_k, denominator_d = k.abs() ** 2, dx.abs() ** 2 + dy.abs() ** 2
-    x, beta = blurred, 2 * weight
-    while beta < 1e5:
-        gx, gy = _gradients(x)
-        flat = gx**2 + gy**2 < weight / beta
-        gx, gy = gx.masked_fill(flat, 0), gy.masked_fill(flat, 0)
+    x = blurred
+    while beta < beta_max:
+        gx, gy = sparsify(*_gradients(x), beta)
         x = fft.irfft2((numerator + beta * (dx.conj() * fft.rfft2(gx) + dy.conj() * fft.rfft2(gy)))
                        / (denominator_k + beta * denominator_d), s=shape)
-        beta *= 2
+        beta *= growth
     return x
+
+
+def _l0_latent(blurred: torch.Tensor, kernel: torch.Tensor, weight: float) -> torch.Tensor:
+    """argmin_x |kernel * x - blurred|^2 + weight * |grad x|_0 (circular)."""
+    def keep_strong(gx: torch.Tensor, gy: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = gx**2 + gy**2 < weight / beta
+        return gx.masked_fill(flat, 0), gy.masked_fill(flat, 0)
+
+    return _half_quadratic(blurred, kernel, keep_strong, 2 * weight, 1e5, 2)
 
 
 def _fit_kernel(latent: torch.Tensor, blurred: torch.Tensor, mask: torch.Tensor, start: torch.Tensor,
@@ -244,18 +254,8 @@ def deconvolve(image: torch.Tensor, kernel: torch.Tensor, *, prior_weight: float
     argmin_x |kernel * x - image|^2 / 2 + prior_weight * sum |grad x|^(2/3), by half-quadratic
     splitting; the frame is padded by the kernel size so its edges do not ring."""
     padded, pad = _pad_periodic(image, kernel.shape[-1], kernel)
-    shape = padded.shape[-2:]
-    k = _otf(kernel, shape)
-    dx, dy = _gradient_otfs(shape, image.dtype)
-    numerator = k.conj() * fft.rfft2(padded)
-    denominator_k, denominator_d = k.abs() ** 2, dx.abs() ** 2 + dy.abs() ** 2
-    x, beta = padded, 1 / 64
-    while beta < 256:
-        gx, gy = _gradients(x)
-        gx, gy = _shrink(gx, prior_weight / beta), _shrink(gy, prior_weight / beta)
-        x = fft.irfft2((numerator + beta * (dx.conj() * fft.rfft2(gx) + dy.conj() * fft.rfft2(gy)))
-                       / (denominator_k + beta * denominator_d), s=shape)
-        beta *= 2 * math.sqrt(2)
+    x = _half_quadratic(padded, kernel, lambda gx, gy, beta: (_shrink(gx, prior_weight / beta), _shrink(gy, prior_weight / beta)),
+                        1 / 64, 256, 2 * math.sqrt(2))
     return x[..., pad : pad + image.shape[-2], pad : pad + image.shape[-1]].clamp(0, 1)
 
 
