@@ -1,0 +1,123 @@
+"""The blind-deconvolution stage alone, on the camera-shake benchmark's blur: how far is it from the
+deconvolution given the true kernel, and which of its settings (levers) gain?
+
+    python benchmarks/deconvolution.py [--sources sharp:DIR ...] [--limit 4] [--seeds 1 2]
+        [--stage NAME=JSON ...] [--bins 7-15 15-31 31-75] [--variants uniform rotation lowlight]
+
+Pairs are made as `evaluation.camera_shake_benchmark` makes them (valid convolution, centred
+kernel, 1% noise; rotation and lowlight variants), by default on BSDS432 and Urban100 photos with
+seeds 1 and 2: the development set, apart from the Kodak24 / CBSD68 photos and seed 0 that the
+model card reports.
+Each `--stage` is a `BlindDeconvolution` config (JSON object; `{}` = the defaults) scored as the
+stage runs in `deblur`, without the generator: where it declines, the input is its output.
+`true kernel` rows deconvolve the uniform variant with the kernel that blurred it (same prior
+rule): the ceiling of a perfect estimate. Writes docs/results/deconvolution.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sources", nargs="+",
+                        default=[f"sharp:{DATA / 'sharp' / 'bsds432'}", f"sharp:{DATA / 'sharp' / 'urban100'}"])
+    parser.add_argument("--limit", type=int, default=4, help="photos per source, seed and bin")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--stage", action="append", default=None, metavar="NAME=JSON",
+                        help="a stage config to score (repeatable; default: default={})")
+    parser.add_argument("--bins", nargs="+", default=["7-15", "15-31", "31-75"])
+    parser.add_argument("--variants", nargs="+", default=["uniform", "rotation", "lowlight"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    args = parser.parse_args(argv)
+    stages = {}
+    for item in args.stage or ["default={}"]:
+        name, sep, text = item.partition("=")
+        if not sep:
+            parser.error(f"--stage must be NAME=JSON, got {item!r}")
+        try:
+            stages[name] = json.loads(text)
+        except json.JSONDecodeError as err:
+            parser.error(f"--stage {name}: not JSON ({err})")
+    args.stage = stages
+    try:
+        args.bins = [tuple(int(v) for v in b.split("-")) for b in args.bins]
+    except ValueError:
+        parser.error(f"--bins must be LO-HI pixel ranges like 7-15, got {args.bins}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from deblurgan_hf.data import image_to_tensor
+    from deblurgan_hf.deconvolution import BlindDeconvolution, _extent, deconvolve, noise_level
+    from deblurgan_hf.evaluation import PairSource
+    from deblurgan_hf.imaging import to_uint8
+    from deblurgan_hf.metrics import psnr_images
+
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    stages = {name: BlindDeconvolution.from_config(cfg) for name, cfg in args.stage.items()}
+    print(f"Sources: {', '.join(Path(s.partition(':')[2]).name for s in args.sources)}; {args.limit} photos per "
+          f"source, seed and bin; seeds {', '.join(map(str, args.seeds))}. Gain: mean PSNR over the blurred input (dB); worse: photos "
+          f"below their input; declined: photos the stage left as they were.\n")
+    print("| kernel (px) | variant | method | gain (dB) | worse | declined | s / photo |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for lo, hi in args.bins:
+        for variant in args.variants:
+            pairs = [p for src in args.sources for seed in args.seeds
+                     for p in PairSource(src, limit=args.limit, blur="shake", seed=seed, shake_size=(lo, hi),
+                                         shake_variant=variant)]
+            inputs = psnr_images([p.blurred for p in pairs], [p.sharp for p in pairs])
+            scored: dict[str, tuple[list, list, float, int]] = {}
+            if variant == "uniform":
+                stage = next(iter(stages.values()))
+                outs = []
+                for p in pairs:
+                    x = image_to_tensor(p.blurred)
+                    kernel = torch.from_numpy(p.kernel).float()
+                    weight = stage.prior_for(_extent(kernel), noise_level(x.mean(0)))
+                    outs.append(to_uint8(deconvolve(x, kernel, prior_weight=weight)).permute(1, 2, 0).numpy())
+                scored["true kernel"] = (outs, [], 0.0, 0)
+            for name, stage in stages.items():
+                outs, declined, start = [], 0, time.perf_counter()
+                for p in pairs:
+                    x = image_to_tensor(p.blurred)
+                    out, info = stage.restore(x)
+                    declined += out is None
+                    outs.append(p.blurred if out is None else to_uint8(out).permute(1, 2, 0).numpy())
+                scored[name] = (outs, [], (time.perf_counter() - start) / len(pairs), declined)
+            for name, (outs, _, seconds, declined) in scored.items():
+                psnr = psnr_images(outs, [p.sharp for p in pairs])
+                worse = sum(a < b - 1e-9 for a, b in zip(psnr, inputs))
+                print(f"| {lo}-{hi} | {variant} | {name} | {np.mean(psnr) - np.mean(inputs):+.2f} | {worse} of {len(pairs)} "
+                      f"| {declined} | {seconds:.1f} |", flush=True)
+    print("\nStages: " + "; ".join(f"`{name}` = `{json.dumps(cfg)}`" for name, cfg in args.stage.items()))
+    frame = sorted((DATA / "gopro_real" / "val" / "blur").glob("*.png"))[0]
+    with Image.open(frame) as img:
+        x = image_to_tensor(np.asarray(img.convert("RGB")))
+    print(f"\nCost on a real {x.shape[-1]}x{x.shape[-2]} GoPro frame ({frame.name}), {torch.get_num_threads()} threads, "
+          "one run each:\n")
+    print("| stage | seconds | declined |\n|---|---:|---|")
+    for name, stage in stages.items():
+        start = time.perf_counter()
+        out, info = stage.restore(x)
+        print(f"| {name} | {time.perf_counter() - start:.1f} | {info.get('declined', 'no')} |")
+    return 0
+
+
+if __name__ == "__main__":
+    from _results import recorded
+
+    with recorded("deconvolution"):
+        raise SystemExit(main())
