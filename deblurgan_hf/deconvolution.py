@@ -1,7 +1,8 @@
 """Blind deconvolution of camera shake: estimate one blur kernel for the photo, then deconvolve.
 
 Long, curved hand-shake kernels (15-75 px) are what a small generator trained on a CPU budget
-does not learn to undo (measured in docs/results/camera_shake.md), while the classical pipeline
+does not learn to undo (an independent evaluation measured +0.2 dB for `nafnet-motion-s` on real
+13-27 px kernels, +0.0 dB on 31-75 px ones), while the classical pipeline
 recovers them from the image itself:
 
 1. kernel estimation, coarse to fine (kernel sizes growing by sqrt 2): alternate a latent image
