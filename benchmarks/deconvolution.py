@@ -120,4 +120,5 @@ if __name__ == "__main__":
     from _results import recorded
 
     with recorded("deconvolution"):
-        raise SystemExit(main())
+        status = main()
+    raise SystemExit(status)

@@ -305,10 +305,11 @@ class BlindDeconvolution:
     threshold: float = 0.1
     prior_weight: float = 1e-3
     max_low_frequency_change: float = 0.005
-    # 10, not 5: gained 0.2-2.3 dB per kernel-size bin on three development sets (docs/results/deconvolution.md)
+    # 10, not 5: +0.8 dB on 7-15 px kernels and +0.4 on 31-75 px (-0.1 on 15-31) on the development set of
+    # docs/results/deconvolution.md, for 2 s more on a 720p photo
     coarse_iterations: int = 10
-    # 0.6, not 1: the 31-75 px bins gained 0.1-0.5 dB on three development sets, at one more estimate
-    # for those photos only; a larger support instead lets the fit wander (above)
+    # 0.6, not 1: on 31-75 px kernels +0.2 dB on that development set and +0.5 dB on the card's photos, at one
+    # more estimate for those photos only (a larger support instead lets the fit wander, above)
     long_kernel_scale: float = 0.6
 
     # caps keep a hostile config from costing minutes per photo
