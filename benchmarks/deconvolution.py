@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                      for p in PairSource(src, limit=args.limit, blur="shake", seed=seed, shake_size=(lo, hi),
                                          shake_variant=variant)]
             inputs = psnr_images([p.blurred for p in pairs], [p.sharp for p in pairs])
-            scored: dict[str, tuple[list, list, float, int]] = {}
+            scored: dict[str, tuple[list, float, int]] = {}
             if variant == "uniform":
                 stage = next(iter(stages.values()))
                 outs = []
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                     kernel = torch.from_numpy(p.kernel).float()
                     weight = stage.prior_for(_extent(kernel), noise_level(x.mean(0)))
                     outs.append(to_uint8(deconvolve(x, kernel, prior_weight=weight)).permute(1, 2, 0).numpy())
-                scored["true kernel"] = (outs, [], 0.0, 0)
+                scored["true kernel"] = (outs, 0.0, 0)
             for name, stage in stages.items():
                 outs, declined, start = [], 0, time.perf_counter()
                 for p in pairs:
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                     out, info = stage.restore(x)
                     declined += out is None
                     outs.append(p.blurred if out is None else to_uint8(out).permute(1, 2, 0).numpy())
-                scored[name] = (outs, [], (time.perf_counter() - start) / len(pairs), declined)
-            for name, (outs, _, seconds, declined) in scored.items():
+                scored[name] = (outs, (time.perf_counter() - start) / len(pairs), declined)
+            for name, (outs, seconds, declined) in scored.items():
                 psnr = psnr_images(outs, [p.sharp for p in pairs])
                 worse = sum(a < b - 1e-9 for a, b in zip(psnr, inputs))
                 print(f"| {lo}-{hi} | {variant} | {name} | {np.mean(psnr) - np.mean(inputs):+.2f} | {worse} of {len(pairs)} "
