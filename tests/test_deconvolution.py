@@ -152,3 +152,23 @@ def test_a_kernel_longer_than_the_support_is_estimated_again_at_a_smaller_scale(
     once, _ = BlindDeconvolution(long_kernel_scale=1.0).estimate(x)
     again, _ = BlindDeconvolution().estimate(x)
     assert _extent(once) <= 45 < 55 <= _extent(again) <= 75, (_extent(once), _extent(again))  # 75: 45 px / 0.6
+
+
+def test_edge_selection_keeps_enough_of_the_strongest_edges_in_every_direction():
+    """The kernel is fitted on the strongest gradients of a real photo, but on enough of them in each of
+    four directions that no direction of the shake path goes unconstrained."""
+    import math
+
+    from deblurgan_hf.deconvolution import _edge_threshold, _gradients
+
+    gx, gy = _gradients(chw(shake_pair((15, 31), 1).sharp).mean(0))
+    mask = torch.ones_like(gx)
+    mask[:8] = 0  # pixels outside the mask (the padding) are not counted
+    keep = 500
+    threshold = _edge_threshold(gx, gy, mask, keep)
+    strong = ((gx**2 + gy**2 >= threshold) & (mask > 0)).flatten()
+    bins = (torch.atan2(gy, gx).remainder(math.pi) / (math.pi / 4)).long().clamp(max=3).flatten()
+    counts = [int((strong & (bins == b)).sum()) for b in range(4)]
+    assert min(counts) >= keep, counts
+    assert strong.sum() < 0.5 * mask.sum()  # a selection, not every gradient
+    assert _edge_threshold(gx, gy, mask, 4 * keep) < threshold  # more edges asked for: a lower bar
