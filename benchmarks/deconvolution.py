@@ -11,7 +11,7 @@ model card reports.
 Each `--stage` is a `BlindDeconvolution` config (JSON object; `{}` = the defaults) scored as the
 stage runs in `deblur`, without the generator: where it declines, the input is its output.
 `true kernel` rows deconvolve the uniform variant with the kernel that blurred it (same prior
-rule): the ceiling of a perfect estimate. Writes docs/results/deconvolution.md.
+rule): the ceiling of a perfect estimate. Writes docs/results/deconvolution.md (`--results NAME`: NAME.md).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bins", nargs="+", default=["7-15", "15-31", "31-75"])
     parser.add_argument("--variants", nargs="+", default=["uniform", "rotation", "lowlight"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    parser.add_argument("--results", default="deconvolution", help="writes docs/results/RESULTS.md")
     args = parser.parse_args(argv)
     stages = {}
     for item in args.stage or ["default={}"]:
@@ -119,6 +120,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from _results import recorded
 
-    with recorded("deconvolution"):
+    with recorded(parse_args().results):
         status = main()
     raise SystemExit(status)

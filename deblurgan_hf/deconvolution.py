@@ -344,7 +344,7 @@ class BlindDeconvolution:
     iterations: int = 5
     latent_weight_floor: float = 1e-3
     kernel_weight: float = 2.0
-    # off: on the development set of docs/results/deconvolution.md edges (10 from 21 px) gained on 31-75 px kernels,
+    # off: on the development set (docs/results/deconvolution-edge-selection.md) edges (10 from 21 px) gained on 31-75 px kernels,
     # but the card's held-out photos lost with them (15-31 px -0.2 dB, 31-75 px -0.15, its rotation row -0.4)
     edge_pixels: int = 0
     edge_from: int = 21
