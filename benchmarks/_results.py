@@ -15,6 +15,7 @@ import io
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -54,9 +55,25 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, load average {load}"
 
 
-def header(command: str, started: str, machine_at_start: str) -> str:
+def code_version() -> str:
+    """The commit the figures were measured at, and whether the working tree differed from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=RESULTS.parents[1], capture_output=True, text=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "deblurgan_hf", "benchmarks", "scripts")
+    except OSError:
+        return "an unknown commit (no git)"
+    if not commit:
+        return "an unknown commit (not a git checkout)"
+    return f"commit {commit}" + (" with uncommitted changes to the code" if dirty else "")
+
+
+def header(command: str, started: str, machine_at_start: str, version: str) -> str:
     return (f"<!-- Written by `{command}`; do not edit by hand: re-run the command. -->\n\n"
-            f"Measured {started} on {machine_at_start} (at the end: {machine().split('load average ')[-1]}).\n\n")
+            f"Measured {started} at {version} on {machine_at_start} "
+            f"(at the end: {machine().split('load average ')[-1]}).\n\n")
 
 
 @contextmanager
@@ -70,10 +87,10 @@ def recorded(name: str, skip_flags: tuple[str, ...] = ()) -> Iterator[None]:
         yield
         return
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]])
-    started, at_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine()
+    started, at_start, version = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine(), code_version()
     buffer = io.StringIO()
     with redirect_stdout(_Tee(sys.stdout, buffer)):
         yield
     path = Path(target) / f"{name}.md"
-    atomic_write_text(path, header(command, started, at_start) + buffer.getvalue())
+    atomic_write_text(path, header(command, started, at_start, version) + buffer.getvalue())
     print(f"\nwrote {os.path.relpath(path)}", file=sys.stderr)

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    at_start = _machine()
+    at_start, version = _machine(), _results_helper("code_version")()
     if args.run:
         run, src = Path(args.run), Path(args.run) / args.checkpoint
         stages, base = training_stages(run), None
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("sample.png", "real_photos.png"):  # the card's figures, seen from the results file
             body = body.replace(f"]({name})", f"]({figures}/{name})")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(header(card["command"].splitlines()[-1], started, at_start)
+        path.write_text(header(card["command"].splitlines()[-1], started, at_start, version)
                         + f"# {card['model_name']}\n\n| metric | value |\n|---|---|\n{shown}\n\n"
                         + body + "\n", encoding="utf-8")
         print(f"wrote {path}")
