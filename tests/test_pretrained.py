@@ -55,16 +55,21 @@ def test_raises_psnr_on_real_validation_pairs(model):
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [(7, 15), (15, 31), (31, 75)])
 def test_raises_psnr_on_camera_shake_of_every_size(model, size):
-    """Blind, on the camera-shake benchmark's blur (valid convolution, 1% noise) of two Kodak24 photos
-    per kernel-size bin: every photo gains with kernels up to 31 px, and on average with longer ones."""
+    """Blind, on the camera-shake benchmark's blur (valid convolution, 1% noise) of four Kodak24 photos
+    per kernel-size bin: with kernels up to 31 px they gain 1.5 dB on average and at least three of the
+    four gain 0.5 dB; with longer ones they gain on average.
+
+    Not every photo: the blind estimate is chaotic, so the last-bit float differences between CPUs and
+    thread counts can turn one photo's estimate into a failed one (kodim01 at 15-31 px: +2.6 dB here,
+    +3.2 with AVX2 kernels on one thread, +0.02 on one CI machine)."""
     from deblurgan_hf.evaluation import PairSource
 
-    pairs = PairSource(f"sharp:{DATA / 'sharp' / 'kodak24'}", limit=2, blur="shake", shake_size=size)
+    pairs = PairSource(f"sharp:{DATA / 'sharp' / 'kodak24'}", limit=4, blur="shake", shake_size=size)
     gains = [psnr(np.asarray(model.deblur(p.blurred)), p.sharp) - psnr(p.blurred, p.sharp) for p in pairs]
     print(size, [f"{g:+.2f}" for g in gains])
-    assert np.mean(gains) > 0
+    assert len(gains) == 4 and np.mean(gains) > 0
     if size[1] <= 31:
-        assert min(gains) > 0.5
+        assert np.mean(gains) > 1.5 and sorted(gains)[1] > 0.5
 
 
 @pytest.mark.slow
