@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", default=["uniform", "rotation", "lowlight"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     parser.add_argument("--results", default="deconvolution", help="writes docs/results/RESULTS.md")
+    parser.add_argument("--dump", metavar="JSON", help="also write each photo's gain and estimated kernel there "
+                        "(benchmarks/deconvolution_stability.py compares two such runs)")
     args = parser.parse_args(argv)
     stages = {}
     for item in args.stage or ["default={}"]:
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from deblurgan_hf.data import image_to_tensor
     from deblurgan_hf.deconvolution import BlindDeconvolution, _extent, deconvolve, noise_level
     from deblurgan_hf.evaluation import PairSource
+    from deblurgan_hf.files import atomic_write_text
     from deblurgan_hf.imaging import to_uint8
     from deblurgan_hf.metrics import psnr_images
 
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Sources: {', '.join(Path(s.partition(':')[2]).name for s in args.sources)}; {args.limit} photos per "
           f"source, seed and bin; seeds {', '.join(map(str, args.seeds))}. Gain: mean PSNR over the blurred input (dB); worse: photos "
           f"below their input; declined: photos the stage left as they were.\n")
+    photos, kernels = [], {}
     print("| kernel (px) | variant | method | gain (dB) | worse | declined | s / photo |")
     print("|---|---|---|---:|---:|---:|---:|")
     for lo, hi in args.bins:
@@ -92,17 +96,24 @@ def main(argv: list[str] | None = None) -> int:
                 scored["true kernel"] = (outs, 0.0, 0)
             for name, stage in stages.items():
                 outs, declined, start = [], 0, time.perf_counter()
-                for p in pairs:
+                for i, p in enumerate(pairs):
                     x = image_to_tensor(p.blurred)
                     out, info = stage.restore(x)
                     declined += out is None
                     outs.append(p.blurred if out is None else to_uint8(out).permute(1, 2, 0).numpy())
+                    if "kernel" in info:
+                        kernels[(lo, hi, variant, name, i)] = info["kernel"].tolist()
                 scored[name] = (outs, (time.perf_counter() - start) / len(pairs), declined)
             for name, (outs, seconds, declined) in scored.items():
                 psnr = psnr_images(outs, [p.sharp for p in pairs])
                 worse = sum(a < b - 1e-9 for a, b in zip(psnr, inputs))
+                for i, (a, b) in enumerate(zip(psnr, inputs)):
+                    photos.append({"bin": f"{lo}-{hi}", "variant": variant, "method": name, "photo": i,
+                                   "gain": a - b, "kernel": kernels.get((lo, hi, variant, name, i))})
                 print(f"| {lo}-{hi} | {variant} | {name} | {np.mean(psnr) - np.mean(inputs):+.2f} | {worse} of {len(pairs)} "
                       f"| {declined} | {seconds:.1f} |", flush=True)
+    if args.dump:
+        atomic_write_text(Path(args.dump), json.dumps(photos))
     print("\nStages: " + "; ".join(f"`{name}` = `{json.dumps(cfg)}`" for name, cfg in args.stage.items()))
     frame = sorted((DATA / "gopro_real" / "val" / "blur").glob("*.png"))[0]
     with Image.open(frame) as img:
