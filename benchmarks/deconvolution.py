@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Sources: {', '.join(Path(s.partition(':')[2]).name for s in args.sources)}; {args.limit} photos per "
           f"source, seed and bin; seeds {', '.join(map(str, args.seeds))}. Gain: mean PSNR over the blurred input (dB); worse: photos "
           f"below their input; declined: photos the stage left as they were.\n")
-    photos, kernels = [], {}
+    photos = []
     print("| kernel (px) | variant | method | gain (dB) | worse | declined | s / photo |")
     print("|---|---|---|---:|---:|---:|---:|")
     for lo, hi in args.bins:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                      for p in PairSource(src, limit=args.limit, blur="shake", seed=seed, shake_size=(lo, hi),
                                          shake_variant=variant)]
             inputs = psnr_images([p.blurred for p in pairs], [p.sharp for p in pairs])
-            scored: dict[str, tuple[list, float, int]] = {}
+            scored: dict[str, tuple[list, float, int, list]] = {}
             if variant == "uniform":
                 stage = next(iter(stages.values()))
                 outs = []
@@ -93,23 +93,22 @@ def main(argv: list[str] | None = None) -> int:
                     kernel = torch.from_numpy(p.kernel).float()
                     weight = stage.prior_for(_extent(kernel), noise_level(x.mean(0)))
                     outs.append(to_uint8(deconvolve(x, kernel, prior_weight=weight)).permute(1, 2, 0).numpy())
-                scored["true kernel"] = (outs, 0.0, 0)
+                scored["true kernel"] = (outs, 0.0, 0, [None] * len(pairs))
             for name, stage in stages.items():
-                outs, declined, start = [], 0, time.perf_counter()
-                for i, p in enumerate(pairs):
+                outs, kernels, declined, start = [], [], 0, time.perf_counter()
+                for p in pairs:
                     x = image_to_tensor(p.blurred)
                     out, info = stage.restore(x)
                     declined += out is None
                     outs.append(p.blurred if out is None else to_uint8(out).permute(1, 2, 0).numpy())
-                    if "kernel" in info:
-                        kernels[(lo, hi, variant, name, i)] = info["kernel"].tolist()
-                scored[name] = (outs, (time.perf_counter() - start) / len(pairs), declined)
-            for name, (outs, seconds, declined) in scored.items():
+                    kernels.append(info["kernel"].tolist() if "kernel" in info else None)
+                scored[name] = (outs, (time.perf_counter() - start) / len(pairs), declined, kernels)
+            for name, (outs, seconds, declined, kernels) in scored.items():
                 psnr = psnr_images(outs, [p.sharp for p in pairs])
                 worse = sum(a < b - 1e-9 for a, b in zip(psnr, inputs))
-                for i, (a, b) in enumerate(zip(psnr, inputs)):
+                for i, (a, b, kernel) in enumerate(zip(psnr, inputs, kernels)):
                     photos.append({"bin": f"{lo}-{hi}", "variant": variant, "method": name, "photo": i,
-                                   "gain": a - b, "kernel": kernels.get((lo, hi, variant, name, i))})
+                                   "gain": a - b, "kernel": kernel})
                 print(f"| {lo}-{hi} | {variant} | {name} | {np.mean(psnr) - np.mean(inputs):+.2f} | {worse} of {len(pairs)} "
                       f"| {declined} | {seconds:.1f} |", flush=True)
     if args.dump:
