@@ -8,8 +8,8 @@ recovers them from the image itself:
 1. kernel estimation, coarse to fine (kernel sizes growing by sqrt 2): alternate a latent image
    with only salient edges (an L0 gradient prior, Xu et al. 2013; Pan et al. 2014) and a
    least-squares kernel fit on the gradients (conjugate gradients on the kernel's support), then
-   drop weak and detached kernel pixels and re-centre it on its centre of mass; a kernel that
-   fills its support is estimated again on a smaller copy (optionally, a long one on the latent
+   drop weak and detached kernel pixels and re-centre it on its centre of mass; a long kernel is
+   estimated again on a smaller copy (optionally, a long one on the latent
    image's strongest edges only, Cho and Lee 2009);
 2. non-blind deconvolution of the full-resolution colour image with a hyper-Laplacian gradient
    prior (|g|^(2/3), Krishnan and Fergus 2009), by half-quadratic splitting in the Fourier domain;
@@ -315,8 +315,9 @@ class BlindDeconvolution:
             scale) the deconvolution is taken for a failed estimate and the input is kept.
         coarse_iterations: latent / kernel alternations at each level below full resolution (these
             levels are cheap; the full-resolution level gets 5).
-        long_kernel_scale: a kernel that fills its `max_kernel` support may be longer: it is estimated
-            again on a copy this much smaller (1: never), in the same support.
+        long_kernel_scale: a kernel first estimated at least `long_kernel_from` px long is estimated
+            again on a copy this much smaller (1: never), in the same support, and that estimate kept.
+        long_kernel_from: see `long_kernel_scale` (px at the estimation resolution).
         iterations: latent / kernel alternations at the full estimation resolution.
         latent_weight_floor: the L0 weight of the latent image shrinks (by 1.1 per alternation) down to
             this: lower lets finer edges into the kernel fit.
@@ -338,9 +339,13 @@ class BlindDeconvolution:
     # 10, not 5: +0.8 dB on 7-15 px kernels and +0.4 on 31-75 px (-0.1 on 15-31) on the development set of
     # docs/results/deconvolution.md, for 2 s more on a 720p photo
     coarse_iterations: int = 10
-    # 0.6, not 1: on 31-75 px kernels +0.2 dB on that development set and +0.5 dB on the card's photos, at one
-    # more estimate for those photos only (a larger support instead lets the fit wander, above)
-    long_kernel_scale: float = 0.6
+    # A 65-70 px kernel comes out of the full-resolution estimate 28-45 px long, while kernels up to 30 px
+    # are best estimated there; a coarser copy recovers the long ones (a larger support instead lets the
+    # fit wander, above). 0.45 from 30 px, not 0.6 from 41 (a kernel filling its support): on the
+    # development set (docs/results/deconvolution-long-kernels.md) 31-75 px +1.33 dB instead of +0.59,
+    # rotation +0.12 instead of -0.16, 15-31 px +2.59 instead of +2.46
+    long_kernel_scale: float = 0.45
+    long_kernel_from: int = 30
     iterations: int = 5
     latent_weight_floor: float = 1e-3
     kernel_weight: float = 2.0
@@ -352,7 +357,8 @@ class BlindDeconvolution:
     # caps keep a hostile config from costing minutes per photo
     LIMITS = {"max_kernel": (3, 101), "estimate_pixels": (10_000, 1_000_000), "threshold": (0.0, 0.9),
               "prior_weight": (1e-5, 1e-1), "max_low_frequency_change": (0.0, 1.0),
-              "coarse_iterations": (1, 30), "long_kernel_scale": (0.3, 1.0), "iterations": (1, 30),
+              "coarse_iterations": (1, 30), "long_kernel_scale": (0.3, 1.0), "long_kernel_from": (3, 101),
+              "iterations": (1, 30),
               "latent_weight_floor": (1e-5, 1e-1), "kernel_weight": (1e-3, 100.0),
               "edge_pixels": (0, 1000), "edge_from": (3, 101)}
 
@@ -385,7 +391,7 @@ class BlindDeconvolution:
         edges = self.edge_pixels if _extent(kernel) * scale >= self.edge_from else 0
         if edges:
             kernel, support = self._estimate_at(image, scale, edges)
-        if self.long_kernel_scale < 1 and _extent(kernel) * scale >= support - 4:  # it fills its support
+        if self.long_kernel_scale < 1 and _extent(kernel) * scale >= self.long_kernel_from:
             kernel, _ = self._estimate_at(image, scale * self.long_kernel_scale, edges)
         return kernel, scale
 

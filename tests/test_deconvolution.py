@@ -135,7 +135,7 @@ def test_images_too_small_for_a_kernel_keep_the_generator_output():
 @pytest.mark.slow
 def test_a_kernel_longer_than_the_support_is_estimated_again_at_a_smaller_scale():
     """A 57 px straight shake (longer than the 45 px support) on a real photo: the stage's second
-    estimate, on a 0.6x copy, recovers its length; without it the estimate is cut at 45 px. (Its
+    estimate, on a 0.45x copy, recovers its length; without it the estimate is cut at 45 px. (Its
     deconvolution gains on the benchmark's curved kernels, not on this straight one: see the card.)"""
     from scipy.signal import fftconvolve
 
@@ -151,7 +151,7 @@ def test_a_kernel_longer_than_the_support_is_estimated_again_at_a_smaller_scale(
     x = torch.from_numpy(blurred).permute(2, 0, 1).float()
     once, _ = BlindDeconvolution(long_kernel_scale=1.0).estimate(x)
     again, _ = BlindDeconvolution().estimate(x)
-    assert _extent(once) <= 45 < 55 <= _extent(again) <= 75, (_extent(once), _extent(again))  # 75: 45 px / 0.6
+    assert _extent(once) <= 45 < 55 <= _extent(again) <= 65, (_extent(once), _extent(again))
 
 
 def test_edge_selection_keeps_enough_of_the_strongest_edges_in_every_direction():
