@@ -343,8 +343,8 @@ class BlindDeconvolution:
     # are best estimated there; a coarser copy recovers the long ones (a larger support instead lets the
     # fit wander, above). 0.45 from 30 px, not 0.6 from 41 (a kernel filling its support): on the
     # development set (docs/results/deconvolution-long-kernels.md) 31-75 px +1.33 dB instead of +0.59,
-    # rotation +0.12 instead of -0.16, 15-31 px +2.59 instead of +2.46; on the card's 12 held-out photos
-    # (-card.md) 31-75 px +0.94 instead of +1.23, rotation +0.24 instead of -0.10: ahead on three of four
+    # rotation +0.12 instead of -0.16, 15-31 px +2.59 instead of +2.46; on 12 of the card's held-out photos
+    # (deconvolution-long-kernels-card.md) 31-75 px +0.94 instead of +1.23, rotation +0.24 instead of -0.10
     long_kernel_scale: float = 0.45
     long_kernel_from: int = 30
     iterations: int = 5
