@@ -10,8 +10,9 @@ seeds 1 and 2: the development set, apart from the Kodak24 / CBSD68 photos and s
 model card reports.
 Each `--stage` is a `BlindDeconvolution` config (JSON object; `{}` = the defaults) scored as the
 stage runs in `deblur`, without the generator: where it declines, the input is its output.
-`true kernel` rows deconvolve the uniform variant with the kernel that blurred it (same prior
-rule): the ceiling of a perfect estimate. Writes docs/results/deconvolution.md (`--results NAME`: NAME.md).
+`true kernel` rows deconvolve the uniform variant with the kernel that blurred it, by the first
+stage's prior rule (and one row for each other rule among the stages): the ceiling of a perfect
+estimate. Writes docs/results/deconvolution.md (`--results NAME`: NAME.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# `BlindDeconvolution` fields that act after the kernel estimate: stages differing only in these are
+# scored on one estimate per photo (their s / photo then counts the estimate once, for the first)
+FINAL_STEP = ("prior_weight", "prior_from", "prior_noise_power", "max_low_frequency_change")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from deblurgan_hf.data import image_to_tensor
-    from deblurgan_hf.deconvolution import BlindDeconvolution, _extent, deconvolve, noise_level
+    from deblurgan_hf.deconvolution import MIN_KERNEL, BlindDeconvolution, _extent, deconvolve, noise_level
     from deblurgan_hf.evaluation import PairSource
     from deblurgan_hf.files import atomic_write_text
     from deblurgan_hf.imaging import to_uint8
@@ -72,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     stages = {name: BlindDeconvolution.from_config(cfg) for name, cfg in args.stage.items()}
+    true_kernel_rows, rules = [], set()  # the first stage of each prior rule
+    for name, stage in stages.items():
+        rule = (stage.prior_weight, stage.prior_from, stage.prior_noise_power)
+        if rule not in rules:
+            rules.add(rule)
+            true_kernel_rows.append(name)
     print(f"Sources: {', '.join(Path(s.partition(':')[2]).name for s in args.sources)}; {args.limit} photos per "
           f"source, seed and bin; seeds {', '.join(map(str, args.seeds))}. Gain: mean PSNR over the blurred input (dB); worse: photos "
           f"below their input; declined: photos the stage left as they were.\n")
@@ -85,20 +95,26 @@ def main(argv: list[str] | None = None) -> int:
                                          shake_variant=variant)]
             inputs = psnr_images([p.blurred for p in pairs], [p.sharp for p in pairs])
             scored: dict[str, tuple[list, float, int, list]] = {}
-            if variant == "uniform":
-                stage = next(iter(stages.values()))
+            for name in (true_kernel_rows if variant == "uniform" else []):
+                stage = stages[name]
                 outs = []
                 for p in pairs:
                     x = image_to_tensor(p.blurred)
                     kernel = torch.from_numpy(p.kernel).float()
                     weight = stage.prior_for(_extent(kernel), noise_level(x.mean(0)))
                     outs.append(to_uint8(deconvolve(x, kernel, prior_weight=weight)).permute(1, 2, 0).numpy())
-                scored["true kernel"] = (outs, 0.0, 0, [None] * len(pairs))
+                label = "true kernel" if len(scored) == 0 else f"true kernel, {name}'s prior"
+                scored[label] = (outs, 0.0, 0, [None] * len(pairs))
+            estimates: dict[str, dict] = {}  # stages that differ only in the final step share their kernels
             for name, stage in stages.items():
                 outs, kernels, declined, start = [], [], 0, time.perf_counter()
-                for p in pairs:
+                key = json.dumps({k: v for k, v in stage.to_config().items() if k not in FINAL_STEP}, sort_keys=True)
+                shared = estimates.setdefault(key, {})
+                for i, p in enumerate(pairs):
                     x = image_to_tensor(p.blurred)
-                    out, info = stage.restore(x)
+                    if i not in shared and min(x.shape[-2:]) >= 4 * MIN_KERNEL:
+                        shared[i] = stage.estimate(x)
+                    out, info = stage.restore(x, shared.get(i))
                     declined += out is None
                     outs.append(p.blurred if out is None else to_uint8(out).permute(1, 2, 0).numpy())
                     kernels.append(info["kernel"].tolist() if "kernel" in info else None)

@@ -313,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 + f" --out {args.out}"
                 + (f" --notes {args.notes}" if args.notes else "")
                 + (f" --limitations {args.limitations}" if args.limitations else "")
-                + (" --wall-minutes " + " ".join(f"{m:g}" for m in args.wall_minutes) if args.wall_minutes else ""),
+                + (" --wall-minutes " + " ".join(f"{m:g}" for m in args.wall_minutes) if args.wall_minutes else "")
+                + (f" --shake-limit {args.shake_limit}" if args.shake_limit is not None else ""),
         metrics=metrics,
         eval_results=eval_results,
         datasets=hub_datasets([s for _, recipe in stages for s in recipe.get("train_sources") or []])
