@@ -249,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                     if any(Path(src.partition(":")[2]).as_posix().endswith(key) and credit.split("**")[1] in
                            base.get("Training data", "") for key, credit in DATA_CREDITS.items())]
         status = f"of which {', '.join(seen)} WAS in the training data" if seen else "never trained on"
+        limited = f"the first {args.shake_limit} of each, " if args.shake_limit is not None else ""
         shake_md = ("### Camera shake\n\n"
-                    f"{sources} ({shake_rows[0]['images']} photos per row, {status}), each blurred by a "
+                    f"{sources} ({limited}{shake_rows[0]['images']} photos per row, {status}), each blurred by a "
                     "Boracchi-Foi camera-shake kernel (as DeblurGAN) whose support falls in the bin: valid convolution, "
                     "kernel centred on its centre of mass, 1% Gaussian noise, 8 bits; `rotation` adds a roll about the "
                     "optical axis (spatially varying), `lowlight` blurs in linear light with saturated highlights and "
