@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dump:
         atomic_write_text(Path(args.dump), json.dumps(photos))
     print("\nStages: " + "; ".join(f"`{name}` = `{json.dumps(cfg)}`" for name, cfg in args.stage.items()))
+    if len({json.dumps({k: v for k, v in s.to_config().items() if k not in FINAL_STEP}) for s in stages.values()}) < len(stages):
+        print("\nStages that differ only in the final step (" + ", ".join(FINAL_STEP) + ") share the first one's kernel "
+              "estimates: their s / photo is the final step's alone.")
     frame = sorted((DATA / "gopro_real" / "val" / "blur").glob("*.png"))[0]
     with Image.open(frame) as img:
         x = image_to_tensor(np.asarray(img.convert("RGB")))
