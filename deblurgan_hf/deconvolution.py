@@ -337,10 +337,10 @@ class BlindDeconvolution:
     max_kernel: int = 45
     estimate_pixels: int = 400_000
     threshold: float = 0.1
-    # 5e-4 from 15 px with noise^1.5, not 1e-3 from 30 px with noise^1 (the previous rule: half the weight
-    # for short kernels on clean photos, the same for long kernels and in dim light): on the development
-    # set, this stage alone, 7-15 px +2.62 dB instead of +2.38, its rotation +1.66 instead of +1.55, 15-31 px
-    # +2.67 instead of +2.59, 31-75 px and low light within 0.03 dB (docs/results/deconvolution-prior.md)
+    # 5e-4 up to 15 px with noise^1.5, not 1e-3 up to 30 px with noise^1 (half the weight for short kernels
+    # on clean photos, the same for long kernels and in dim light): on the development set, this stage
+    # alone, 7-15 px +2.62 dB instead of +2.38, 15-31 px +2.67 instead of +2.59, 31-75 px equal; given the
+    # true kernel +3.95 / +4.26 / +3.41 instead of +3.46 / +4.07 / +3.41 (docs/results/deconvolution-prior.md)
     prior_weight: float = 5e-4
     prior_from: int = 15
     prior_noise_power: float = 1.5
