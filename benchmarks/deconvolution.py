@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     stages = {name: BlindDeconvolution.from_config(cfg) for name, cfg in args.stage.items()}
+    estimation = {name: json.dumps({k: v for k, v in s.to_config().items() if k not in FINAL_STEP}, sort_keys=True)
+                  for name, s in stages.items()}  # stages with the same one share their kernel estimates
     true_kernel_rows, rules = [], set()  # the first stage of each prior rule
     for name, stage in stages.items():
         rule = (stage.prior_weight, stage.prior_from, stage.prior_noise_power)
@@ -108,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             estimates: dict[str, dict] = {}  # stages that differ only in the final step share their kernels
             for name, stage in stages.items():
                 outs, kernels, declined, start = [], [], 0, time.perf_counter()
-                key = json.dumps({k: v for k, v in stage.to_config().items() if k not in FINAL_STEP}, sort_keys=True)
-                shared = estimates.setdefault(key, {})
+                shared = estimates.setdefault(estimation[name], {})
                 for i, p in enumerate(pairs):
                     x = image_to_tensor(p.blurred)
                     if i not in shared and min(x.shape[-2:]) >= 4 * MIN_KERNEL:
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dump:
         atomic_write_text(Path(args.dump), json.dumps(photos))
     print("\nStages: " + "; ".join(f"`{name}` = `{json.dumps(cfg)}`" for name, cfg in args.stage.items()))
-    if len({json.dumps({k: v for k, v in s.to_config().items() if k not in FINAL_STEP}) for s in stages.values()}) < len(stages):
+    if len(set(estimation.values())) < len(stages):
         print("\nStages that differ only in the final step (" + ", ".join(FINAL_STEP) + ") share the first one's kernel "
               "estimates: their s / photo is the final step's alone.")
     frame = sorted((DATA / "gopro_real" / "val" / "blur").glob("*.png"))[0]
