@@ -25,7 +25,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # `BlindDeconvolution` fields that act after the kernel estimate: stages differing only in these are
 # scored on one estimate per photo (their s / photo then counts the estimate once, for the first)
-FINAL_STEP = ("prior_weight", "prior_from", "prior_noise_power", "max_low_frequency_change")
+FINAL_STEP = ("prior_weight", "prior_from", "prior_noise_power", "max_low_frequency_change", "clipped_rounds")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                     x = image_to_tensor(p.blurred)
                     kernel = torch.from_numpy(p.kernel).float()
                     weight = stage.prior_for(_extent(kernel), noise_level(x.mean(0)))
-                    outs.append(to_uint8(deconvolve(x, kernel, prior_weight=weight)).permute(1, 2, 0).numpy())
+                    out = deconvolve(x, kernel, prior_weight=weight, clipped_level=stage.clipped_level,
+                                     clipped_rounds=stage.clipped_rounds)
+                    outs.append(to_uint8(out).permute(1, 2, 0).numpy())
                 label = "true kernel" if len(scored) == 0 else f"true kernel, {name}'s prior"
                 scored[label] = (outs, 0.0, 0, [None] * len(pairs))
             estimates: dict[str, dict] = {}  # stages that differ only in the final step share their kernels
