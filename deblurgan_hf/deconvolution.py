@@ -10,10 +10,10 @@ recovers them from the image itself:
    least-squares kernel fit on the gradients (conjugate gradients on the kernel's support), then
    drop weak and detached kernel pixels and re-centre it on its centre of mass; a long kernel is
    estimated again on a smaller copy (optionally, on the latent image's strongest edges only, Cho
-   and Lee 2009); pixels within the kernel's reach of a clipped light are left out of the fit;
+   and Lee 2009); optionally (`clipped_level`) pixels near a clipped light are left out of the fit;
 2. non-blind deconvolution of the full-resolution colour image with a hyper-Laplacian gradient
    prior (|g|^(2/3), Krishnan and Fergus 2009), by half-quadratic splitting in the Fourier domain,
-   clipped pixels taken as at least what was recorded (Cho et al. 2011);
+   optionally clipped pixels taken as at least what was recorded (Cho et al. 2011);
 3. a check that the result kept the input's low frequencies (blur does not change them) away from
    clipped lights: a kernel estimate that went wrong gives a result that does not, and the input
    is returned.
