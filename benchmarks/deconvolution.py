@@ -11,8 +11,8 @@ model card reports.
 Each `--stage` is a `BlindDeconvolution` config (JSON object; `{}` = the defaults) scored as the
 stage runs in `deblur`, without the generator: where it declines, the input is its output.
 `true kernel` rows deconvolve the uniform variant with the kernel that blurred it, by the first
-stage's prior rule (and one row for each other rule among the stages): the ceiling of a perfect
-estimate. Writes docs/results/deconvolution.md (`--results NAME`: NAME.md).
+stage's prior rule and clipped-light setting (and one row for each other such setting among the
+stages): the ceiling of a perfect estimate. Writes docs/results/deconvolution.md (`--results NAME`: NAME.md).
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     stages = {name: BlindDeconvolution.from_config(cfg) for name, cfg in args.stage.items()}
     estimation = {name: json.dumps({k: v for k, v in s.to_config().items() if k not in FINAL_STEP}, sort_keys=True)
                   for name, s in stages.items()}  # stages with the same one share their kernel estimates
-    true_kernel_rows, rules = [], set()  # the first stage of each prior rule
+    true_kernel_rows, rules = [], set()  # the first stage of each final-step setting
     for name, stage in stages.items():
-        rule = (stage.prior_weight, stage.prior_from, stage.prior_noise_power)
+        rule = (stage.prior_weight, stage.prior_from, stage.prior_noise_power, stage.clipped_level, stage.clipped_rounds)
         if rule not in rules:
             rules.add(rule)
             true_kernel_rows.append(name)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     out = deconvolve(x, kernel, prior_weight=weight, clipped_level=stage.clipped_level,
                                      clipped_rounds=stage.clipped_rounds)
                     outs.append(to_uint8(out).permute(1, 2, 0).numpy())
-                label = "true kernel" if len(scored) == 0 else f"true kernel, {name}'s prior"
+                label = "true kernel" if len(scored) == 0 else f"true kernel, {name}'s final step"
                 scored[label] = (outs, 0.0, 0, [None] * len(pairs))
             estimates: dict[str, dict] = {}  # stages that differ only in the final step share their kernels
             for name, stage in stages.items():

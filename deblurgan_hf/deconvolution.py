@@ -474,7 +474,7 @@ class BlindDeconvolution:
         """The kernel, at the image's resolution, estimated on a grey copy at `scale`."""
         h, w = image.shape[-2:]
         gray = image.float().mean(0)
-        clipped = clipped_regions(image, self.clipped_level)
+        clipped = self._clipped(image)
         if scale < 1:
             gray = F.interpolate(gray[None, None], size=(max(round(h * scale), 8), max(round(w * scale), 8)),
                                  mode="bilinear", antialias=True, align_corners=False)[0, 0]
@@ -485,6 +485,10 @@ class BlindDeconvolution:
         if scale < 1:
             kernel = _centred(_resized_kernel(kernel, _odd(kernel.shape[-1] / scale)))
         return kernel
+
+    def _clipped(self, image: torch.Tensor) -> torch.Tensor | None:
+        """`clipped_regions` of (3, H, W), or None where the stage treats no pixel as clipped."""
+        return clipped_regions(image, self.clipped_level) if self.clipped_level <= 1 else None
 
     def prior_for(self, extent: float, noise: float) -> float:
         """The final deconvolution's prior weight for a kernel `extent` px wide (at the estimation
@@ -509,8 +513,7 @@ class BlindDeconvolution:
         info["prior_weight"] = self.prior_for(extent, noise_level(blurred.mean(0)))
         out = deconvolve(blurred, kernel, prior_weight=info["prior_weight"], clipped_level=self.clipped_level,
                          clipped_rounds=self.clipped_rounds)
-        clipped = clipped_regions(blurred, self.clipped_level) if self.clipped_level <= 1 else None
-        info["low_frequency_change"] = low_frequency_change(blurred, out, 2 * kernel.shape[-1], clipped)
+        info["low_frequency_change"] = low_frequency_change(blurred, out, 2 * kernel.shape[-1], self._clipped(blurred))
         if info["low_frequency_change"] > self.max_low_frequency_change:
             return None, {**info, "declined": "low frequencies moved"}
         return out, info
