@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                   for name, s in stages.items()}  # stages with the same one share their kernel estimates
     true_kernel_rows, rules = [], set()  # the first stage of each final-step setting
     for name, stage in stages.items():
-        rule = (stage.prior_weight, stage.prior_from, stage.prior_noise_power, stage.clipped_level, stage.clipped_rounds)
+        rule = (stage.prior_weight, stage.prior_from, stage.prior_noise_power, stage.clipped_level, stage.clipped_rounds,
+                stage.clipped_noise_from)
         if rule not in rules:
             rules.add(rule)
             true_kernel_rows.append(name)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     x = image_to_tensor(p.blurred)
                     kernel = torch.from_numpy(p.kernel).float()
                     weight = stage.prior_for(_extent(kernel), noise_level(x.mean(0)))
-                    out = deconvolve(x, kernel, prior_weight=weight, clipped_level=stage.clipped_level,
+                    out = deconvolve(x, kernel, prior_weight=weight, clipped_level=stage.clipped_level_for(x),
                                      clipped_rounds=stage.clipped_rounds)
                     outs.append(to_uint8(out).permute(1, 2, 0).numpy())
                 label = "true kernel" if len(scored) == 0 else f"true kernel, {name}'s final step"
