@@ -200,9 +200,10 @@ def test_edge_selection_keeps_enough_of_the_strongest_edges_in_every_direction()
     assert _edge_threshold(gx, gy, mask, 4 * keep) < threshold  # more edges asked for: a lower bar
 
 
-def lights_pair(size: tuple[int, int], index: int):
+def lights_pair(size: tuple[int, int], index: int, noise: float = 0.01):
     """Kodak24 photo `index` with six small lights four times brighter than white, blurred by the
-    benchmark's kernel of that bin (valid convolution), 1% noise, clipped to [0, 1] as a camera does:
+    benchmark's kernel of that bin (valid convolution), `noise` (Gaussian, each channel), clipped to
+    [0, 1] as a camera does:
     (blurred (3, H, W), true kernel, target: the matching crop of the photo, lights at white)."""
     from scipy.signal import fftconvolve
 
@@ -215,7 +216,7 @@ def lights_pair(size: tuple[int, int], index: int):
     for cy, cx in rng.uniform((0.2 * h, 0.2 * w), (0.8 * h, 0.8 * w), (6, 2)):
         radiance[(yy - cy) ** 2 + (xx - cx) ** 2 < 36] = 4.0
     blurred = np.stack([fftconvolve(radiance[..., c], kernel, mode="valid") for c in range(3)], -1)
-    blurred = np.clip(blurred + rng.normal(0, 0.01, blurred.shape), 0, 1)
+    blurred = np.clip(blurred + rng.normal(0, noise, blurred.shape), 0, 1)
     kh, kw = kernel.shape
     target = np.clip(radiance, 0, 1)[kh // 2 : kh // 2 + blurred.shape[0], kw // 2 : kw // 2 + blurred.shape[1]]
     return (torch.from_numpy(blurred).permute(2, 0, 1).float(), torch.from_numpy(kernel).float(),
@@ -242,6 +243,19 @@ def test_clipped_regions_are_saturated_areas_not_lone_bright_pixels():
     dark[:, 100, 100] = 1.0  # one pixel that noise lifted to white
     assert not clipped_regions(dark, 0.98).any()
     assert clipped_regions(x, 2.0).sum() == 0  # over 1: switched off
+
+
+def test_clipped_lights_are_set_apart_in_noisy_photos_only():
+    """Dim light (2.5% noise) gets the clipped-light handling; the same photo at daylight's 1% noise
+    does not (there a clipped area is more often a bright surface whose edges the kernel fit needs)."""
+    stage = BlindDeconvolution()
+    daylight, _, _ = lights_pair((15, 31), 1)
+    dim, _, _ = lights_pair((15, 31), 1, noise=0.025)
+    assert stage.clipped_level_for(daylight) is None and stage._clipped(daylight) is None
+    assert stage.clipped_level_for(dim) == stage.clipped_level
+    assert stage._clipped(dim).equal(clipped_regions(dim, stage.clipped_level))
+    assert BlindDeconvolution(clipped_noise_from=0.0).clipped_level_for(daylight) == stage.clipped_level
+    assert BlindDeconvolution(clipped_level=2.0).clipped_level_for(dim) is None  # over 1: off everywhere
 
 
 def test_the_low_frequency_check_leaves_out_blocks_with_clipped_lights():
