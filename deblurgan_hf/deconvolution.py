@@ -428,8 +428,9 @@ class BlindDeconvolution:
     # (uniform, 1% noise) lost 15-75 px (+3.05 / +0.51 dB instead of +3.34 / +0.93). Hence only in a noisy
     # photo: dim light, where a clipped area is a light whose streak is the blur. In daylight it is mostly
     # a bright surface (sky, paper) whose edges the kernel fit needs. 0.01: 1.7% noise in each channel,
-    # between daylight's 1% and dim light's 2-3% (noise_level 0.004-0.0097 and 0.0107-0.018 on the
-    # benchmark's photos of every source, docs/results/deconvolution-clipped-noise.md)
+    # between daylight's 1% and dim light's 2-3% (noise_level 0.0039-0.0097 and 0.0107-0.0184 on the
+    # benchmark's photos of every source but one dim night photo at 0.0068,
+    # docs/results/deconvolution-clipped-noise.md)
     clipped_level: float = 0.98
     clipped_rounds: int = 2
     clipped_noise_from: float = 0.01
