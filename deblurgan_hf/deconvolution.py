@@ -470,19 +470,21 @@ class BlindDeconvolution:
         """(kernel at the image's resolution, scale of the estimation copy) of (3, H, W) in [0, 1]."""
         h, w = image.shape[-2:]
         scale = min(1.0, math.sqrt(self.estimate_pixels / (h * w)))
-        kernel = self._estimate_at(image, scale)
+        clipped = self._clipped(image)
+        kernel = self._estimate_at(image, scale, clipped)
         edges = self.edge_pixels if _extent(kernel) * scale >= self.edge_from else 0
         if edges:
-            kernel = self._estimate_at(image, scale, edges)
+            kernel = self._estimate_at(image, scale, clipped, edges)
         if self.long_kernel_scale < 1 and _extent(kernel) * scale >= self.long_kernel_from:
-            kernel = self._estimate_at(image, scale * self.long_kernel_scale, edges)
+            kernel = self._estimate_at(image, scale * self.long_kernel_scale, clipped, edges)
         return kernel, scale
 
-    def _estimate_at(self, image: torch.Tensor, scale: float, edge_pixels: int = 0) -> torch.Tensor:
-        """The kernel, at the image's resolution, estimated on a grey copy at `scale`."""
+    def _estimate_at(self, image: torch.Tensor, scale: float, clipped: torch.Tensor | None,
+                     edge_pixels: int = 0) -> torch.Tensor:
+        """The kernel, at the image's resolution, estimated on a grey copy at `scale` (`clipped`: the
+        image's `_clipped`)."""
         h, w = image.shape[-2:]
         gray = image.float().mean(0)
-        clipped = self._clipped(image)
         if scale < 1:
             gray = F.interpolate(gray[None, None], size=(max(round(h * scale), 8), max(round(w * scale), 8)),
                                  mode="bilinear", antialias=True, align_corners=False)[0, 0]
@@ -527,10 +529,9 @@ class BlindDeconvolution:
         if extent < MIN_KERNEL:
             return None, {**info, "declined": "short kernel"}
         info["prior_weight"] = self.prior_for(extent, noise_level(blurred.mean(0)))
-        level = self.clipped_level_for(blurred)
-        out = deconvolve(blurred, kernel, prior_weight=info["prior_weight"], clipped_level=level,
-                         clipped_rounds=self.clipped_rounds)
-        clipped = None if level is None else clipped_regions(blurred, level)
+        clipped = self._clipped(blurred)
+        out = deconvolve(blurred, kernel, prior_weight=info["prior_weight"],
+                         clipped_level=None if clipped is None else self.clipped_level, clipped_rounds=self.clipped_rounds)
         info["low_frequency_change"] = low_frequency_change(blurred, out, 2 * kernel.shape[-1], clipped)
         if info["low_frequency_change"] > self.max_low_frequency_change:
             return None, {**info, "declined": "low frequencies moved"}
