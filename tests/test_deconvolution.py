@@ -17,6 +17,7 @@ from deblurgan_hf.deconvolution import (
     clipped_regions,
     deconvolve,
     estimate_kernel,
+    kernel_agreement,
     low_frequency_change,
     noise_level,
 )
@@ -175,9 +176,42 @@ def test_a_kernel_longer_than_the_support_is_estimated_again_at_a_smaller_scale(
     blurred = np.stack([fftconvolve(sharp[..., c], kernel, mode="valid") for c in range(3)], -1)
     blurred = np.clip(blurred + np.random.default_rng(0).normal(0, 0.01, blurred.shape), 0, 1)
     x = torch.from_numpy(blurred).permute(2, 0, 1).float()
-    once, _ = BlindDeconvolution(long_kernel_scale=1.0).estimate(x)
-    again, _ = BlindDeconvolution().estimate(x)
+    once = BlindDeconvolution(long_kernel_scale=1.0).estimate(x).kernel
+    again = BlindDeconvolution().estimate(x).kernel
     assert _extent(once) <= 45 < 55 <= _extent(again), (_extent(once), _extent(again))
+
+
+def test_kernel_agreement_tells_the_same_kernel_from_another():
+    """1 for a kernel and itself shifted by a few pixels (estimates are re-centred, not aligned to the
+    pixel), low for a shake path of another direction."""
+    line = torch.zeros(31, 31)
+    line[15, 5:26] = 1
+    line /= line.sum()
+    assert kernel_agreement(line, line) == pytest.approx(1.0, abs=1e-6)
+    assert kernel_agreement(line, torch.roll(line, 3, dims=1)) == pytest.approx(1.0, abs=1e-6)
+    assert kernel_agreement(line, torch.roll(line, 9, dims=1)) < 1.0  # beyond the shifts it tries
+    assert kernel_agreement(line, line.T) < 0.3
+    wider = torch.zeros(41, 41)
+    wider[20, 10:31] = 1 / 21
+    assert kernel_agreement(line, wider) == pytest.approx(1.0, abs=1e-6)  # sizes are padded to match
+
+
+@pytest.mark.slow
+def test_a_long_kernel_estimate_is_checked_at_neighbouring_scales():
+    """On a real photo with 31-75 px camera shake the long-kernel estimate is repeated on a smaller and a
+    larger copy: their agreement is reported, and below `min_agreement` the stage declines. Off (None)
+    with `agreement_scale` 1 and for a kernel too short for the long-kernel estimate."""
+    x = chw(shake_pair((31, 75), 0).blurred)
+    checked = BlindDeconvolution(agreement_scale=1.2).estimate(x)
+    assert _extent(checked.kernel) * checked.scale >= 30 and 0 < checked.agreement <= 1
+    assert checked.kernel.equal(BlindDeconvolution().estimate(x).kernel)  # the check leaves the estimate alone
+    assert BlindDeconvolution().estimate(x).agreement is None
+    out, info = BlindDeconvolution(agreement_scale=1.2, min_agreement=1.0).restore(x, checked)
+    assert out is None and info["declined"] == "estimate unstable across scales"
+    out, info = BlindDeconvolution(agreement_scale=1.2, min_agreement=0.0).restore(x, checked)
+    assert "declined" not in info or info["declined"] != "estimate unstable across scales"
+    short = BlindDeconvolution(agreement_scale=1.2).estimate(chw(shake_pair((7, 15), 0).blurred))
+    assert short.agreement is None
 
 
 def test_edge_selection_keeps_enough_of_the_strongest_edges_in_every_direction():
