@@ -200,17 +200,17 @@ def test_kernel_agreement_tells_the_same_kernel_from_another():
 def test_a_long_kernel_estimate_is_checked_at_neighbouring_scales():
     """On a real photo with 31-75 px camera shake the long-kernel estimate is repeated on a smaller and a
     larger copy: their agreement is reported, and below `min_agreement` the stage declines. Off (None)
-    with `agreement_scale` 1 and for a kernel too short for the long-kernel estimate."""
+    with `agreement_scale` 1 and for a kernel too short for the long-kernel estimate; on by default."""
     x = chw(shake_pair((31, 75), 0).blurred)
-    checked = BlindDeconvolution(agreement_scale=1.2).estimate(x)
+    checked = BlindDeconvolution().estimate(x)
     assert _extent(checked.kernel) * checked.scale >= 30 and 0 < checked.agreement <= 1
-    plain = BlindDeconvolution().estimate(x)
+    plain = BlindDeconvolution(agreement_scale=1.0).estimate(x)
     assert checked.kernel.equal(plain.kernel) and plain.agreement is None  # the check leaves the estimate alone
     out, info = BlindDeconvolution(agreement_scale=1.2, min_agreement=1.0).restore(x, checked)
     assert out is None and info["declined"] == "estimate unstable across scales"
     out, info = BlindDeconvolution(agreement_scale=1.2, min_agreement=0.0).restore(x, checked)
     assert "declined" not in info or info["declined"] != "estimate unstable across scales"
-    short = BlindDeconvolution(agreement_scale=1.2).estimate(chw(shake_pair((7, 15), 0).blurred))
+    short = BlindDeconvolution().estimate(chw(shake_pair((7, 15), 0).blurred))
     assert short.agreement is None
 
 
