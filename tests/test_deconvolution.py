@@ -20,6 +20,7 @@ from deblurgan_hf.deconvolution import (
     kernel_agreement,
     low_frequency_change,
     noise_level,
+    reblur_residual,
 )
 from deblurgan_hf.evaluation import PairSource
 from deblurgan_hf.metrics import psnr_images
@@ -94,6 +95,8 @@ def test_config_is_checked_field_by_field(tmp_path):
         BlindDeconvolution.from_config({"kernel": 3})
     with pytest.raises(ValueError, match="must be a JSON object"):
         BlindDeconvolution.from_config([1])
+    with pytest.raises(ValueError, match=r"deconvolution.choose_by_residual must be true or false, got 1"):
+        BlindDeconvolution.from_config({"choose_by_residual": 1})
     # the same check on loading, naming the file
     folder = tmp_path / "model"
     DeblurGAN.from_pretrained(DEFAULT_MODEL).save_pretrained(folder)
@@ -211,7 +214,44 @@ def test_a_long_kernel_estimate_is_checked_at_neighbouring_scales():
     out, info = BlindDeconvolution(agreement_scale=1.2, min_agreement=0.0).restore(x, checked)
     assert "declined" not in info or info["declined"] != "estimate unstable across scales"
     short = BlindDeconvolution().estimate(chw(shake_pair((7, 15), 0).blurred))
-    assert short.agreement is None
+    assert short.agreement is None and short.neighbours == ()
+
+
+def test_reblur_residual_is_least_for_the_kernel_that_blurred_the_photo():
+    """A real photo blurred by a shake kernel (true convolution) is explained by that kernel, not by the
+    same kernel turned, nor by none."""
+    pair = shake_pair((15, 31), 1)
+    sharp, kernel = chw(pair.sharp), torch.from_numpy(pair.kernel).float()
+    pad = kernel.shape[-1] // 2
+    blurred = torch.nn.functional.conv2d(sharp[:, None], kernel.flip(-2, -1)[None, None], padding=pad)[:, 0]
+    dot = torch.zeros_like(kernel)
+    dot[pad, pad] = 1
+    right = reblur_residual(blurred, sharp, kernel)
+    assert right < 1e-10
+    assert reblur_residual(blurred, sharp, kernel.T.contiguous()) > 1e-5 < reblur_residual(blurred, sharp, dot)
+
+
+@pytest.mark.slow
+def test_choosing_by_residual_keeps_the_estimate_that_best_explains_the_photo():
+    """With `choose_by_residual` the long kernel's three estimates (two smaller and larger copies) are
+    deconvolution candidates where they agree with another: the result kept is the one whose reblurred
+    photo is closest to the input; where none agree, the stage declines."""
+    x = chw(shake_pair((31, 75), 0).blurred)
+    stage = BlindDeconvolution(choose_by_residual=True, min_agreement=0.0, max_low_frequency_change=1.0)
+    estimate = stage.estimate(x)
+    trio = (estimate.kernel, *estimate.neighbours)
+    assert len(trio) == 3
+    out, info = stage.restore(x, estimate)
+    residuals = []
+    for k in trio:
+        alone = BlindDeconvolution(agreement_scale=1.0, max_low_frequency_change=1.0)
+        single, _ = alone.restore(x, estimate._replace(kernel=k, agreement=None, neighbours=()))
+        residuals.append(reblur_residual(x, single, k))
+    chosen = min(range(3), key=residuals.__getitem__)
+    assert info["kernel"] is trio[chosen] and out.equal(alone.restore(x, estimate._replace(
+        kernel=trio[chosen], agreement=None, neighbours=()))[0])
+    out, info = BlindDeconvolution(choose_by_residual=True, min_agreement=1.0).restore(x, estimate)
+    assert out is None and info["declined"] == "estimate unstable across scales"
 
 
 def test_edge_selection_keeps_enough_of_the_strongest_edges_in_every_direction():
