@@ -36,6 +36,8 @@ import torch
 import torch.fft as fft
 import torch.nn.functional as F
 
+from .blur.rendering import apply_kernel
+
 __all__ = ["BlindDeconvolution", "KernelEstimate", "clipped_regions", "deconvolve", "estimate_kernel", "kernel_agreement",
            "reblur_residual",
            "low_frequency_change", "noise_level"]
@@ -370,11 +372,10 @@ def reblur_residual(blurred: torch.Tensor, restored: torch.Tensor, kernel: torch
     """Mean squared difference between the grey `blurred` (C, H, W) and `restored` blurred again by
     `kernel`, a kernel size away from the borders (where the deconvolution padded the frame): a
     kernel that explains the blur leaves less of the photo unexplained."""
-    pad = kernel.shape[-1] // 2
-    gray, out = blurred.float().mean(0), restored.float().mean(0)
-    reblurred = F.conv2d(out[None, None], kernel.float().flip(-2, -1)[None, None])[0, 0]  # valid true convolution
-    residual = reblurred - gray[pad : gray.shape[-2] - pad, pad : gray.shape[-1] - pad]
-    return float(residual[pad : residual.shape[-2] - pad, pad : residual.shape[-1] - pad].square().mean())
+    margin = 2 * (kernel.shape[-1] // 2)
+    reblurred = apply_kernel(restored.float().mean(0)[None, None], kernel.float(), border="constant")[0, 0]
+    residual = (reblurred - blurred.float().mean(0))[margin : reblurred.shape[-2] - margin, margin : reblurred.shape[-1] - margin]
+    return float(residual.square().mean())
 
 
 class KernelEstimate(NamedTuple):
