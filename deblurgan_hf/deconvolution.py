@@ -481,8 +481,9 @@ class BlindDeconvolution:
     min_agreement: float = 0.5
     # Off until the bundled model is re-exported with it (and decided on): on the 48 development photos of
     # 31-75 px (docs/results/deconvolution-residual.md) +1.21 dB, 8 worse, 7 declined, against +0.72, 6
-    # and 20 without it, for 2.5 s more per long-kernel photo; on 24 photos of seed 3 with night and indoor
-    # ones (-seed3.md) +1.19 against +0.68, 5 worse each; but in low light +0.30 against +0.40 (-variants.md).
+    # and 20 without it, its final step (up to three deconvolutions) taking 2.5 s per photo; on 24 photos of
+    # seed 3 with night and indoor ones (-seed3.md) +1.19 against +0.68, 5 worse each; but in low light
+    # +0.30 against +0.40 (-variants.md).
     choose_by_residual: bool = False
 
     # caps keep a hostile config from costing minutes per photo
