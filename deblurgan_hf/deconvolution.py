@@ -368,14 +368,26 @@ def kernel_agreement(a: torch.Tensor, b: torch.Tensor, shift: int = 4) -> float:
     return float(correlation.max() / (a.norm() * b.norm()).clamp_min(1e-12))
 
 
-def reblur_residual(blurred: torch.Tensor, restored: torch.Tensor, kernel: torch.Tensor) -> float:
+def reblur_residual(blurred: torch.Tensor, restored: torch.Tensor, kernel: torch.Tensor,
+                    margin: int | None = None, clipped: torch.Tensor | None = None) -> float:
     """Mean squared difference between the grey `blurred` (C, H, W) and `restored` blurred again by
-    `kernel`, a kernel size away from the borders (where the deconvolution padded the frame): a
-    kernel that explains the blur leaves less of the photo unexplained."""
-    margin = 2 * (kernel.shape[-1] // 2)
+    `kernel`: a kernel that explains the blur leaves less of the photo unexplained. Left out: `margin`
+    px at the borders (default 2 x the kernel's half side, where the deconvolution padded the frame)
+    and pixels within `margin` px of a `clipped` one (H, W), where the recorded light is not the blur
+    of the scene's (the camera clipped it) and the clamped result cannot reblur to it."""
+    margin = 2 * (kernel.shape[-1] // 2) if margin is None else margin
     reblurred = apply_kernel(restored.float().mean(0)[None, None], kernel.float(), border="constant")[0, 0]
-    residual = (reblurred - blurred.float().mean(0))[margin : reblurred.shape[-2] - margin, margin : reblurred.shape[-1] - margin]
-    return float(residual.square().mean())
+    h, w = reblurred.shape
+    residual = (reblurred - blurred.float().mean(0)).square()[margin : h - margin, margin : w - margin]
+    if clipped is not None and clipped.any():
+        near = clipped[None, None].float()
+        for window in ((1, 2 * margin + 1), (2 * margin + 1, 1)):  # separable: a square window costs its area
+            near = F.max_pool2d(near, window, stride=1, padding=(window[0] // 2, window[1] // 2))
+        near = near[0, 0] > 0
+        kept = ~near[margin : h - margin, margin : w - margin]
+        if kept.float().mean() >= 0.25:  # mostly clipped: judge on every pixel rather than a few
+            return float(residual[kept].mean())
+    return float(residual.mean())
 
 
 class KernelEstimate(NamedTuple):
@@ -601,6 +613,7 @@ class BlindDeconvolution:
         if not candidates:
             return None, {**info, "declined": "estimate unstable across scales"}
         noise, clipped = noise_level(blurred.mean(0)), self._clipped(blurred)
+        margin = 2 * (max(k.shape[-1] for k in candidates) // 2)  # one region for every candidate's residual
         best, changes = None, []
         for k in candidates:
             weight = self.prior_for(_extent(k) * scale, noise)
@@ -609,7 +622,7 @@ class BlindDeconvolution:
             changes.append(low_frequency_change(blurred, out, 2 * k.shape[-1], clipped))
             if changes[-1] > self.max_low_frequency_change:
                 continue
-            residual = reblur_residual(blurred, out, k) if len(candidates) > 1 else 0.0
+            residual = reblur_residual(blurred, out, k, margin, clipped) if len(candidates) > 1 else 0.0
             if best is None or residual < best[0]:
                 best = (residual, out, {"kernel": k, "extent": _extent(k) * scale, "prior_weight": weight,
                                         "low_frequency_change": changes[-1]})

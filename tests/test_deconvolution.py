@@ -231,6 +231,21 @@ def test_reblur_residual_is_least_for_the_kernel_that_blurred_the_photo():
     assert reblur_residual(blurred, sharp, kernel.T.contiguous()) > 1e-5 < reblur_residual(blurred, sharp, dot)
 
 
+def test_reblur_residual_leaves_out_what_the_camera_clipped():
+    """Near a saturated light the recorded photo is the clipped blur of more light than any result in
+    [0, 1] holds: the right kernel leaves a residual there unless the clipped pixels are left out."""
+    pair = shake_pair((15, 31), 1)
+    sharp, kernel = chw(pair.sharp), torch.from_numpy(pair.kernel).float()
+    pad = kernel.shape[-1] // 2
+    scene = sharp.clone()
+    scene[:, 100:106, 100:110] = 4.0  # a light four times brighter than the sensor records
+    blurred = torch.nn.functional.conv2d(scene[:, None], kernel.flip(-2, -1)[None, None], padding=pad)[:, 0].clamp(0, 1)
+    clipped = clipped_regions(blurred, 0.98)
+    assert clipped.any()
+    assert reblur_residual(blurred, sharp, kernel) > 1e-5
+    assert reblur_residual(blurred, sharp, kernel, clipped=clipped) < 1e-10
+
+
 @pytest.mark.slow
 def test_choosing_by_residual_keeps_the_estimate_that_best_explains_the_photo():
     """With `choose_by_residual` the long kernel's three estimates (two smaller and larger copies) are
@@ -244,7 +259,8 @@ def test_choosing_by_residual_keeps_the_estimate_that_best_explains_the_photo():
     out, info = stage.restore(x, estimate)
     alone = BlindDeconvolution(agreement_scale=1.0, max_low_frequency_change=1.0)
     singles = [alone.restore(x, estimate._replace(kernel=k, agreement=None, neighbours=()))[0] for k in trio]
-    chosen = min(range(3), key=lambda i: reblur_residual(x, singles[i], trio[i]))
+    margin = 2 * (max(k.shape[-1] for k in trio) // 2)  # all three judged on the same pixels
+    chosen = min(range(3), key=lambda i: reblur_residual(x, singles[i], trio[i], margin))
     assert info["kernel"] is trio[chosen] and out.equal(singles[chosen])
     out, info = BlindDeconvolution(choose_by_residual=True, min_agreement=1.0).restore(x, estimate)
     assert out is None and info["declined"] == "estimate unstable across scales"
