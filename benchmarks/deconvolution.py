@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # `BlindDeconvolution` fields that act after the kernel estimate: stages differing only in these are
 # scored on one estimate per photo (their s / photo then counts the estimate once, for the first)
 FINAL_STEP = ("prior_weight", "prior_from", "prior_noise_power", "max_low_frequency_change", "clipped_rounds",
-              "min_agreement", "choose_by_residual")
+              "min_agreement", "choose_by_residual", "residual_noise_below")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -438,7 +438,9 @@ class BlindDeconvolution:
         min_agreement: see `agreement_scale`.
         choose_by_residual: where `agreement_scale` checked a long kernel, deconvolve with each of the
             three estimates that agrees with another (`min_agreement`) and keep the result whose
-            `reblur_residual` is least, instead of declining where the middle one disagrees.
+            `reblur_residual` is least, instead of declining where the middle one disagrees; only in a
+            photo whose `noise_level` is under `residual_noise_below`.
+        residual_noise_below: see `choose_by_residual` (0: never; 1: in every photo).
     """
 
     # 45, not 75: a support much larger than the kernel lets the fit wander (measured on the benchmark's
@@ -491,12 +493,15 @@ class BlindDeconvolution:
     # per long-kernel photo; fewer ruined photos is worth 0.05 dB.
     agreement_scale: float = 1.2
     min_agreement: float = 0.5
-    # Off until the bundled model is re-exported with it (and decided on): on the 48 development photos of
-    # 31-75 px (docs/results/deconvolution-residual.md) +1.21 dB, 8 worse, 7 declined, against +0.72, 6
-    # and 20 without it, its final step (up to three deconvolutions) taking 2.5 s per photo; on 24 photos of
-    # seed 3 with night and indoor ones (-seed3.md) +1.19 against +0.68, 5 worse each; but in low light
-    # +0.30 against +0.40 (-variants.md).
-    choose_by_residual: bool = False
+    # On the 48 development photos of 31-75 px (docs/results/deconvolution-residual.md) +1.21 dB, 8 worse,
+    # 7 declined, against +0.72, 6 and 20 without it, its final step (up to three deconvolutions) taking
+    # 2.5 s per photo; on 24 photos of seed 3 with night and indoor ones (-seed3.md) +1.19 against +0.68,
+    # 5 worse each; rotation +0.15 against +0.03 (-variants.md). Not in low light (below).
+    choose_by_residual: bool = True
+    # In dim light's noise the residual picked worse estimates, even with the clipped lights left out of
+    # it: on 48 development photos of 31-75 px low light (docs/results/deconvolution-residual-clipped.md)
+    # +0.12 dB, 20 worse, against +0.21, 15 without it. 0.01 = `clipped_noise_from`: daylight below.
+    residual_noise_below: float = 0.01
 
     # caps keep a hostile config from costing minutes per photo
     LIMITS = {"max_kernel": (3, 101), "estimate_pixels": (10_000, 1_000_000), "threshold": (0.0, 0.9),
@@ -507,7 +512,7 @@ class BlindDeconvolution:
               "latent_weight_floor": (1e-5, 1e-1), "kernel_weight": (1e-3, 100.0),
               "edge_pixels": (0, 1000), "edge_from": (3, 101), "clipped_level": (0.5, 2.0), "clipped_rounds": (0, 10),
               "clipped_noise_from": (0.0, 1.0), "agreement_scale": (1.0, 2.0), "min_agreement": (0.0, 1.0),
-              "choose_by_residual": (False, True)}
+              "choose_by_residual": (False, True), "residual_noise_below": (0.0, 1.0)}
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -594,9 +599,9 @@ class BlindDeconvolution:
         """(deconvolved photo, or None where the stage declines; what it found) for one photo (3, H, W)
         in [0, 1], float32 on the CPU. It declines a photo too small to hold a kernel, a kernel under
         `MIN_KERNEL` pixels (a sharp photo), a long kernel whose estimate changes with the copy's scale
-        (`agreement_scale`; with `choose_by_residual`, where no two of the three estimates agree) and a
-        result that moved the low frequencies. `estimate`:
-        this photo's `estimate()` by a stage with the same estimation settings, not made again."""
+        (`agreement_scale`; where `choose_by_residual` applies, only where no two of the three estimates
+        agree) and a result that moved the low frequencies. `estimate`: this photo's `estimate()` by a
+        stage with the same estimation settings, not made again."""
         if min(blurred.shape[-2:]) < 4 * MIN_KERNEL:
             return None, {"declined": "too small"}
         kernel, scale, agreement, neighbours = self.estimate(blurred) if estimate is None else estimate
@@ -604,7 +609,8 @@ class BlindDeconvolution:
         info: dict[str, Any] = {"kernel": kernel, "extent": extent, "agreement": agreement}
         if extent < MIN_KERNEL:
             return None, {**info, "declined": "short kernel"}
-        if self.choose_by_residual and neighbours:
+        noise, clipped = noise_level(blurred.mean(0)), self._clipped(blurred)
+        if self.choose_by_residual and neighbours and noise < self.residual_noise_below:
             trio = (kernel, *neighbours)
             candidates = [k for k in trio if any(kernel_agreement(k, other) >= self.min_agreement
                                                  for other in trio if other is not k)]
@@ -612,7 +618,6 @@ class BlindDeconvolution:
             candidates = [kernel] if agreement is None or agreement >= self.min_agreement else []
         if not candidates:
             return None, {**info, "declined": "estimate unstable across scales"}
-        noise, clipped = noise_level(blurred.mean(0)), self._clipped(blurred)
         margin = 2 * (max(k.shape[-1] for k in candidates) // 2)  # one region for every candidate's residual
         best, changes = None, []
         for k in candidates:

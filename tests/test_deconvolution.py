@@ -262,6 +262,10 @@ def test_choosing_by_residual_keeps_the_estimate_that_best_explains_the_photo():
     margin = 2 * (max(k.shape[-1] for k in trio) // 2)  # all three judged on the same pixels
     chosen = min(range(3), key=lambda i: reblur_residual(x, singles[i], trio[i], margin))
     assert info["kernel"] is trio[chosen] and out.equal(singles[chosen])
+    assert chosen != 0  # else the next check could not tell the choice from the middle estimate
+    gated = BlindDeconvolution(choose_by_residual=True, residual_noise_below=0.0, min_agreement=0.0,
+                               max_low_frequency_change=1.0)
+    assert gated.restore(x, estimate)[1]["kernel"] is trio[0]  # the photo's 1% noise is not under 0
     out, info = BlindDeconvolution(choose_by_residual=True, min_agreement=1.0).restore(x, estimate)
     assert out is None and info["declined"] == "estimate unstable across scales"
 
