@@ -10,9 +10,10 @@ seeds 1 and 2: the development set, apart from the Kodak24 / CBSD68 photos and s
 model card reports.
 Each `--stage` is a `BlindDeconvolution` config (JSON object; `{}` = the defaults) scored as the
 stage runs in `deblur`, without the generator: where it declines, the input is its output.
-`true kernel` rows deconvolve the uniform variant with the kernel that blurred it, by the first
-stage's prior rule and clipped-light setting (and one row for each other such setting among the
-stages): the ceiling of a perfect estimate. Writes docs/results/deconvolution.md (`--results NAME`: NAME.md).
+`true kernel` rows deconvolve the uniform variant with the kernel that blurred it, and the lowlight
+variant with the camera's kernel (its blur is that path in linear light, lights clipped), by the
+first stage's prior rule and clipped-light setting (and one row for each other such setting among
+the stages): the ceiling of a perfect estimate. Writes docs/results/deconvolution.md (`--results NAME`: NAME.md).
 """
 
 from __future__ import annotations
@@ -96,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants:
             pairs = [p for src in args.sources for seed in args.seeds
                      for p in PairSource(src, limit=args.limit, blur="shake", seed=seed, shake_size=(lo, hi),
-                                         shake_variant=variant)]
+                                         shake_variant=variant, camera_kernel=variant == "lowlight")]
             inputs = psnr_images([p.blurred for p in pairs], [p.sharp for p in pairs])
             scored: dict[str, tuple[list, float, int, list]] = {}
-            for name in (true_kernel_rows if variant == "uniform" else []):
+            for name in (true_kernel_rows if variant != "rotation" else []):
                 stage = stages[name]
                 outs = []
                 for p in pairs:

@@ -126,10 +126,14 @@ class PairSource:
             `data.build_val_dataset([source], blur={"mode": blur}, seed=seed)`, read from it.
         shake_size: the benchmark bin, (min, max) kernel support in pixels (one of `SHAKE_BINS`, or any).
         shake_variant: one of `SHAKE_VARIANTS`: `uniform` (true kernel kept), `rotation`, `lowlight`.
+        camera_kernel: keep the `lowlight` variant's kernel too (the camera's path, though its blur is
+            in linear light with clipped lights, not that kernel's convolution): a deconvolution's
+            ceiling there. Not for `rotation`, which has no single kernel.
     """
 
     def __init__(self, source: str, *, limit: int | None = None, blur: str = "kernel", seed: int = 0,
-                 shake_size: tuple[int, int] = SHAKE_BINS[0], shake_variant: str = "uniform"):
+                 shake_size: tuple[int, int] = SHAKE_BINS[0], shake_variant: str = "uniform",
+                 camera_kernel: bool = False):
         from .blur import BlurSynthesizer
         from .data import build_val_dataset
 
@@ -139,6 +143,8 @@ class PairSource:
             raise ValueError(f"blur must be one of {BLUR_CHOICES}, got {blur!r}")
         if shake_variant not in SHAKE_VARIANTS:
             raise ValueError(f"shake_variant must be one of {list(SHAKE_VARIANTS)}, got {shake_variant!r}")
+        if camera_kernel and (blur != "shake" or shake_variant == "rotation"):
+            raise ValueError(f"camera_kernel needs blur='shake' and a variant without rotation, got {blur!r}, {shake_variant!r}")
         lo, hi = shake_size
         if not 1 <= lo <= hi:
             raise ValueError(f"shake_size must be (min, max) pixels with 1 <= min <= max, got {shake_size!r}")
@@ -156,6 +162,7 @@ class PairSource:
         elif self.synthetic and blur != "none":
             self.synth = self.dataset.synth
         self.has_kernel = self.synthetic and (blur == "kernel" or (blur == "shake" and shake_variant == "uniform"))
+        self.camera_kernel = self.synthetic and camera_kernel
 
     def __len__(self) -> int:
         return self.length
@@ -189,7 +196,7 @@ class PairSource:
         return Pair(str(name), to_uint8(blurred).permute(1, 2, 0).numpy(), sharp, self._kernel(info))
 
     def _kernel(self, info: dict):
-        if not self.has_kernel:
+        if not (self.has_kernel or self.camera_kernel):
             return None
         kernel = info["kernel"][0].double().numpy()
         return kernel / kernel.sum()  # exact unit sum in float64 (the float32 kernel is off by ~1e-7)

@@ -186,6 +186,16 @@ def test_camera_shake_variants(sharp_dir):
     assert noise(dim) > noise(uniform)  # 2-3% noise against 1%
     with pytest.raises(ValueError, match="shake_variant"):
         evaluation.PairSource(source, blur="shake", shake_variant="night")
+    # a deconvolution's ceiling in low light: the same pairs, with the camera's kernel, whose support
+    # in the bin is what the valid crop took off the photo
+    dim_kernels = evaluation.PairSource(source, blur="shake", shake_size=(15, 31), shake_variant="lowlight", camera_kernel=True)
+    assert dim_kernels.has_kernel is False  # not the blur itself: no non-blind baselines
+    for plain, kept in zip(dim, dim_kernels):
+        assert np.array_equal(plain.blurred, kept.blurred) and np.array_equal(plain.sharp, kept.sharp)
+        assert 15 <= max(kept.kernel.shape) <= 31 and kept.kernel.sum() == pytest.approx(1.0)
+        assert kept.sharp.shape[:2] == (112 - kept.kernel.shape[0] + 1, 112 - kept.kernel.shape[1] + 1)
+    with pytest.raises(ValueError, match="camera_kernel needs blur='shake' and a variant without rotation"):
+        evaluation.PairSource(source, blur="shake", shake_variant="rotation", camera_kernel=True)
 
 
 def test_camera_shake_benchmark_table(sharp_dir):
