@@ -73,8 +73,9 @@ class DeblurGAN(
         generator: generator family, one of `deblurgan_hf.models.GENERATORS`.
         generator_kwargs: constructor arguments of that generator (JSON values).
         critic_kwargs: constructor arguments of the PatchGAN critic; None for an inference-only model.
-        deconvolution: settings of a blind-deconvolution stage run on the generator's output by
-            `deblur` (`deblurgan_hf.deconvolution.BlindDeconvolution` fields); None: no such stage.
+        deconvolution: settings of a blind-deconvolution stage that `deblur` runs on the blurred input
+            beside the generator, keeping whichever result changed the photo more
+            (`deblurgan_hf.deconvolution.BlindDeconvolution` fields); None: no such stage.
     """
 
     def __init__(
