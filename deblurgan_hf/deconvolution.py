@@ -14,8 +14,8 @@ recovers them from the image itself:
 2. non-blind deconvolution of the full-resolution colour image with a hyper-Laplacian gradient
    prior (|g|^(2/3), Krishnan and Fergus 2009), by half-quadratic splitting in the Fourier domain,
    in a dim-light photo clipped pixels taken as at least what was recorded (Cho et al. 2011);
-3. where the long kernel was estimated at three scales, optionally the estimate whose deconvolution,
-   blurred again, best matches the photo;
+3. in a clean photo whose long kernel was estimated at three scales, the estimate whose
+   deconvolution, blurred again, best matches the photo;
 4. a check that the result kept the input's low frequencies (blur does not change them) away from
    clipped lights: a kernel estimate that went wrong gives a result that does not, and the input
    is returned.
