@@ -82,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from deblurgan_hf.data import image_to_tensor
-    from deblurgan_hf.deconvolution import BlindDeconvolution, KernelEstimate, _extent, deconvolve, kernel_agreement, noise_level
+    from deblurgan_hf.deconvolution import (
+        BlindDeconvolution,
+        KernelEstimate,
+        _extent,
+        deconvolve,
+        kernel_agreement,
+        noise_level,
+    )
     from deblurgan_hf.evaluation import PairSource
     from deblurgan_hf.imaging import to_uint8
     from deblurgan_hf.metrics import psnr_images
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             outs: dict[str, list] = {m: [] for m in methods}
             declined = dict.fromkeys(methods, 0)
 
-            def keep(method, pair, out):
+            def keep(method, pair, out, outs=outs, declined=declined):
                 declined[method] += out is None
                 outs[method].append(pair.blurred if out is None else to_uint8(out).permute(1, 2, 0).numpy())
 
