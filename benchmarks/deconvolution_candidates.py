@@ -54,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             kind = ""
         if kind not in ("power", "gaussian", "threshold"):
             parser.error(f"--transforms: {item!r} is not power:P, gaussian:S or threshold:T")
+    from deblurgan_hf.deconvolution import BlindDeconvolution
+
+    try:
+        BlindDeconvolution.from_config(args.stage)
+    except ValueError as err:
+        parser.error(f"--stage: {err}")
     return args
 
 
@@ -152,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from _results import recorded
 
+    parse_args()  # a bad argument stops here, before the results file is touched
     with recorded("deconvolution-candidates"):
         status = main()
     raise SystemExit(status)
