@@ -2,7 +2,7 @@
 estimates themselves?
 
     python benchmarks/deconvolution_candidates.py [--limit 12] [--seeds 1 2] [--bins 31-75]
-        [--variants uniform] [--stage JSON] [--transforms power:1.5 gaussian:0.7 ...]
+        [--variants uniform] [--stage JSON] [--transforms power:1.5 gaussian:0.7 ...] [--results NAME]
 
 On the development set of `benchmarks/deconvolution.py` (BSDS432 and Urban100 photos, seeds 1 and 2)
 each photo's kernel is estimated once by the stage, then scored as:
@@ -17,7 +17,7 @@ each photo's kernel is estimated once by the stage, then scored as:
   smaller and larger;
 - `true kernel`: the uniform variant deconvolved with the kernel that blurred it (the ceiling).
 Where `best single estimate` is near `stage`, a better choice cannot gain; only better estimates can.
-Writes docs/results/deconvolution-candidates.md.
+Writes docs/results/deconvolution-candidates.md (`--results NAME`: NAME.md).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stage", default="{}", help="the BlindDeconvolution config (JSON object)")
     parser.add_argument("--transforms", nargs="*",
                         default=["power:1.5", "power:2", "gaussian:0.7", "gaussian:1.5", "threshold:0.2"])
+    parser.add_argument("--results", default="deconvolution-candidates", help="writes docs/results/RESULTS.md")
     args = parser.parse_args(argv)
     try:
         args.stage = json.loads(args.stage)
@@ -158,7 +159,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from _results import recorded
 
-    parse_args()  # a bad argument stops here, before the results file is touched
-    with recorded("deconvolution-candidates"):
+    with recorded(parse_args().results):  # a bad argument stops in parse_args, before the file is touched
         status = main()
     raise SystemExit(status)
