@@ -9,7 +9,8 @@ each photo's kernel is estimated once by the stage, then scored as:
 - `stage`: the stage's result (`restore`), what `deblur` gets;
 - `best single estimate`: each of the estimates the stage weighed for a long kernel (the one at its
   smaller copy and the two at the neighbouring scales) deconvolved alone, the best kept by the sharp
-  photo: the most any choice among them can reach (an oracle; a photo the stage gave one estimate keeps it);
+  photo, an estimate the stage's checks decline counting as the input: the most any choice among them
+  can reach (an oracle; a photo the stage gave one estimate keeps it);
 - `TRANSFORM`: the stage's result with every estimate transformed first: `power:P` raises it to P
   (thinner paths), `gaussian:S` blurs it (sigma S px, a wider hedge), `threshold:T` drops pixels under
   T x its peak; each renormalised and re-centred;
@@ -50,11 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for item in args.transforms:
         kind, _, value = item.partition(":")
         try:
-            float(value)
+            number = float(value)
         except ValueError:
             kind = ""
-        if kind not in ("power", "gaussian", "threshold"):
-            parser.error(f"--transforms: {item!r} is not power:P, gaussian:S or threshold:T")
+        if kind not in ("power", "gaussian", "threshold") or not (0 < number < (1 if kind == "threshold" else 100)):
+            parser.error(f"--transforms: {item!r} is not power:P or gaussian:S (0 < P, S < 100) or threshold:T (0 < T < 1)")
     from deblurgan_hf.deconvolution import BlindDeconvolution
 
     try:
