@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEVELOPMENT_SOURCES = [f"sharp:{DATA / 'sharp' / 'bsds432'}", f"sharp:{DATA / 'sharp' / 'urban100'}"]
 # `BlindDeconvolution` fields that act after the kernel estimate: stages differing only in these are
 # scored on one estimate per photo (their s / photo then counts the estimate once, for the first)
 FINAL_STEP = ("prior_weight", "prior_from", "prior_noise_power", "max_low_frequency_change", "clipped_rounds",
@@ -33,7 +34,7 @@ FINAL_STEP = ("prior_weight", "prior_from", "prior_noise_power", "max_low_freque
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sources", nargs="+",
-                        default=[f"sharp:{DATA / 'sharp' / 'bsds432'}", f"sharp:{DATA / 'sharp' / 'urban100'}"])
+                        default=DEVELOPMENT_SOURCES)
     parser.add_argument("--limit", type=int, default=4, help="photos per source, seed and bin")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--stage", action="append", default=None, metavar="NAME=JSON",
@@ -62,13 +63,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def true_kernel_result(stage, x, kernel):
+    """Photo `x` (3, H, W) deconvolved by `stage`'s final step (prior rule, clipped lights) with `kernel`
+    (numpy, the pair's true or camera kernel), never declined: the ceiling of a perfect estimate."""
+    import torch
+
+    from deblurgan_hf.deconvolution import _extent, deconvolve, noise_level
+
+    kernel = torch.from_numpy(kernel).float()
+    return deconvolve(x, kernel, prior_weight=stage.prior_for(_extent(kernel), noise_level(x.mean(0))),
+                      clipped_level=stage.clipped_level_for(x), clipped_rounds=stage.clipped_rounds)
+
+
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
     from PIL import Image
 
     from deblurgan_hf.data import image_to_tensor
-    from deblurgan_hf.deconvolution import MIN_KERNEL, BlindDeconvolution, _extent, deconvolve, noise_level
+    from deblurgan_hf.deconvolution import MIN_KERNEL, BlindDeconvolution
     from deblurgan_hf.evaluation import PairSource
     from deblurgan_hf.files import atomic_write_text
     from deblurgan_hf.imaging import to_uint8
@@ -104,11 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 stage = stages[name]
                 outs = []
                 for p in pairs:
-                    x = image_to_tensor(p.blurred)
-                    kernel = torch.from_numpy(p.kernel).float()
-                    weight = stage.prior_for(_extent(kernel), noise_level(x.mean(0)))
-                    out = deconvolve(x, kernel, prior_weight=weight, clipped_level=stage.clipped_level_for(x),
-                                     clipped_rounds=stage.clipped_rounds)
+                    out = true_kernel_result(stage, image_to_tensor(p.blurred), p.kernel)
                     outs.append(to_uint8(out).permute(1, 2, 0).numpy())
                 label = "true kernel" if len(scored) == 0 else f"true kernel, {name}'s final step"
                 scored[label] = (outs, 0.0, 0, [None] * len(pairs))

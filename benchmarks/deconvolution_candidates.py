@@ -27,13 +27,12 @@ import argparse
 import json
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from deconvolution import DEVELOPMENT_SOURCES, true_kernel_result  # benchmarks/deconvolution.py
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sources", nargs="+",
-                        default=[f"sharp:{DATA / 'sharp' / 'bsds432'}", f"sharp:{DATA / 'sharp' / 'urban100'}"])
+    parser.add_argument("--sources", nargs="+", default=DEVELOPMENT_SOURCES)
     parser.add_argument("--limit", type=int, default=12, help="photos per source, seed and bin")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--bins", nargs="+", default=["31-75"])
@@ -87,17 +86,9 @@ def transformed(kernel, transform: str):
 
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
-    import torch
 
     from deblurgan_hf.data import image_to_tensor
-    from deblurgan_hf.deconvolution import (
-        BlindDeconvolution,
-        KernelEstimate,
-        _extent,
-        deconvolve,
-        kernel_agreement,
-        noise_level,
-    )
+    from deblurgan_hf.deconvolution import BlindDeconvolution, KernelEstimate, kernel_agreement
     from deblurgan_hf.evaluation import PairSource
     from deblurgan_hf.imaging import to_uint8
     from deblurgan_hf.metrics import psnr_images
@@ -125,11 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             for p in pairs:
                 x = image_to_tensor(p.blurred)
                 if variant == "uniform":
-                    kernel = torch.from_numpy(p.kernel).float()
-                    keep("true kernel", p, deconvolve(x, kernel, prior_weight=stage.prior_for(_extent(kernel), noise_level(x.mean(0))),
-                                                      clipped_level=stage.clipped_level_for(x), clipped_rounds=stage.clipped_rounds))
+                    keep("true kernel", p, true_kernel_result(stage, x, p.kernel))
                 estimate = stage.estimate(x)
-                keep("stage", p, stage.restore(x, estimate)[0])
+                chosen = stage.restore(x, estimate)[0]
+                keep("stage", p, chosen)
                 singles = [stage.restore(x, KernelEstimate(k, estimate.scale, None))[0]
                            for k in (estimate.kernel, *estimate.neighbours)]
                 scores = [psnr_images([p.blurred if o is None else to_uint8(o).permute(1, 2, 0).numpy()], [p.sharp])[0]
@@ -146,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                     five = KernelEstimate(estimate.kernel, estimate.scale,
                                           min(kernel_agreement(estimate.kernel, k) for k in neighbours), neighbours)
                     keep("five scales", p, stage.restore(x, five)[0])
-                else:
-                    keep("five scales", p, stage.restore(x, estimate)[0])
+                else:  # a short kernel: one estimate, whatever the scales
+                    keep("five scales", p, chosen)
             inputs = psnr_images([p.blurred for p in pairs], [p.sharp for p in pairs])
             for method in methods:
                 psnr = psnr_images(outs[method], [p.sharp for p in pairs])
