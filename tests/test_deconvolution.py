@@ -164,7 +164,7 @@ def test_images_too_small_for_a_kernel_keep_the_generator_output():
 def test_a_kernel_longer_than_the_support_is_estimated_again_at_a_smaller_scale():
     """A 57 px straight shake (longer than the 45 px support) on a real photo: the stage's second
     estimate, on a 0.45x copy, is longer than the support; without it the estimate is cut at 45 px.
-    It overshoots this straight kernel (98 px on the machine that wrote this test), as did the 0.6x copy
+    It overshoots this straight kernel (97 px on the machine that wrote this test), as did the 0.6x copy
     it replaced (74 px, its support's limit): it gains on the benchmark's curved kernels (see the
     card), not on this straight one."""
     from scipy.signal import fftconvolve
