@@ -220,9 +220,10 @@ def _resized_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _magnified_kernel(kernel: torch.Tensor, scale_y: float, scale_x: float) -> torch.Tensor:
-    """The kernel of an image `scale` (< 1) times smaller, at the image's own resolution: sampled (bilinear)
-    at exactly 1 / `scale` its pixel pitch about its centre pixel (resizing to an odd size, as
-    `_resized_kernel` does, stretches it by (size - 1) / (n - 1) instead: 2-3% too long)."""
+    """The kernel estimated on a copy `scale_y` x `scale_x` (< 1) the image's size, at the image's own
+    resolution: sampled (bilinear) at exactly `scale` of its pixel pitch along each axis about its centre
+    pixel (`_resized_kernel` to an odd size stretches it by (size - 1) / (n - 1) instead of 1 / scale:
+    1-3% too long at the stage's copies)."""
     n = kernel.shape[-1]
     size = _odd(n / min(scale_y, scale_x))
     offsets = torch.arange(size, dtype=kernel.dtype) - size // 2  # in the image's pixels, from the centre
