@@ -259,7 +259,8 @@ def _without_clipped(mask: torch.Tensor, clipped: torch.Tensor, reach: int, pad:
 
 def estimate_kernel(gray: torch.Tensor, max_size: int, *, threshold: float = 0.1, latent_weight: float = 4e-3,
                     latent_weight_floor: float = 1e-3, iterations: int = 5, coarse_iterations: int = 10,
-                    kernel_weight: float = 2.0, edge_pixels: int = 0, clipped: torch.Tensor | None = None) -> torch.Tensor:
+                    kernel_weight: float = 2.0, edge_pixels: int = 0, clipped: torch.Tensor | None = None,
+                    initial: torch.Tensor | None = None) -> torch.Tensor:
     """The blur kernel of a grayscale image (H, W) in [0, 1], as a `max_size` square (odd) summing to 1.
 
     Coarse to fine: each level doubles the pixel count; the L0 weight of the latent image shrinks by
@@ -269,19 +270,23 @@ def estimate_kernel(gray: torch.Tensor, max_size: int, *, threshold: float = 0.1
     `edge_pixels` x the kernel side in each of four directions, lowered by 1.1 per alternation.
     `clipped` (H, W, bool): saturated pixels; the fit leaves out every pixel within the current
     kernel's reach of one (a clipped light's edge is sharp whatever the blur: it pulls the kernel
-    towards a dot).
+    towards a dot). `initial` (odd square, at most `max_size`): a kernel to refine, at full resolution
+    only, from the floor L0 weight.
     """
     max_size = _odd(max_size)
     ratio = math.sqrt(0.5)
     levels = max(int(math.floor(math.log(5 / max_size) / math.log(ratio))), 0) + 1
     h, w = gray.shape
     kernel, weight = None, latent_weight
+    if initial is not None:
+        levels, weight = 1, latent_weight_floor
+        kernel = F.pad(initial, [(max_size - initial.shape[-1]) // 2] * 4)
     for level in range(levels - 1, -1, -1):
         size = _odd(max_size * ratio**level)
         if kernel is None:
             kernel = torch.zeros(size, size, dtype=gray.dtype)
             kernel[size // 2, size // 2 - 1 : size // 2 + 2] = 1 / 3
-        else:
+        elif kernel.shape[-1] != size:  # the coarser level's (not the caller's `initial`)
             kernel = _resized_kernel(kernel, size)
         scale = ratio**level
         hs, ws = max(round(h * scale), 2 * size), max(round(w * scale), 2 * size)
