@@ -88,6 +88,17 @@ def test_refining_the_true_kernel_keeps_it_and_a_wrong_start_moves():
     assert kernel_agreement(moved, turned) < kernel_agreement(kept, truth) - 0.1
 
 
+@pytest.mark.slow
+def test_the_long_kernel_weight_floor_acts_on_long_kernels_only():
+    """`long_kernel_weight_floor` changes the estimates of a 31-75 px shake and leaves a 7-15 px one's
+    (a single estimate at the photo's scale) as it was."""
+    default, lower = BlindDeconvolution(), BlindDeconvolution(long_kernel_weight_floor=1e-4)
+    long = chw(shake_pair((31, 75), 0).blurred)
+    assert not default.estimate(long).kernel.equal(lower.estimate(long).kernel)
+    short = chw(shake_pair((7, 15), 0).blurred)
+    assert default.estimate(short).kernel.equal(lower.estimate(short).kernel)
+
+
 def test_a_wrong_kernel_changes_the_low_frequencies_more_and_the_right_one_passes_the_check():
     pair = shake_pair((15, 31), 1)
     blurred, truth = chw(pair.blurred), torch.from_numpy(pair.kernel).float()
