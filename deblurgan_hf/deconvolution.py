@@ -279,6 +279,9 @@ def estimate_kernel(gray: torch.Tensor, max_size: int, *, threshold: float = 0.1
     h, w = gray.shape
     kernel, weight = None, latent_weight
     if initial is not None:
+        n = initial.shape[-1]
+        if initial.dim() != 2 or initial.shape[0] != n or n % 2 == 0 or n > max_size:
+            raise ValueError(f"initial must be an odd square kernel of at most {max_size} px, got {tuple(initial.shape)}")
         levels, weight = 1, latent_weight_floor
         kernel = F.pad(initial, [(max_size - initial.shape[-1]) // 2] * 4)
     for level in range(levels - 1, -1, -1):

@@ -86,6 +86,8 @@ def test_refining_the_true_kernel_keeps_it_and_a_wrong_start_moves():
     turned = truth.T.flip(0)
     moved = estimate_kernel(gray, 41, iterations=2, initial=turned)
     assert kernel_agreement(moved, turned) < kernel_agreement(kept, truth) - 0.1
+    with pytest.raises(ValueError, match=r"initial must be an odd square kernel of at most 41 px, got \(43, 43\)"):
+        estimate_kernel(gray, 41, initial=centred_on(pair.kernel, 43))
 
 
 @pytest.mark.slow
