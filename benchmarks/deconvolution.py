@@ -31,35 +31,55 @@ FINAL_STEP = ("prior_weight", "prior_from", "prior_noise_power", "max_low_freque
               "min_agreement", "choose_by_residual", "residual_noise_below")
 
 
+def add_development_set(parser: argparse.ArgumentParser, limit: int, bins: list[str]) -> None:
+    """The deconvolution benchmarks' photos: `--sources`, `--limit`, `--seeds` and `--bins` (see
+    `kernel_bins`), by default the development set."""
+    parser.add_argument("--sources", nargs="+", default=DEVELOPMENT_SOURCES)
+    parser.add_argument("--limit", type=int, default=limit, help="photos per source, seed and bin")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--bins", nargs="+", default=bins)
+
+
+def kernel_bins(parser: argparse.ArgumentParser, values: list[str]) -> list[tuple[int, int]]:
+    """`--bins` values LO-HI as (LO, HI) pixel ranges, or the parser's error."""
+    try:
+        bins = [tuple(int(v) for v in b.split("-", 1)) for b in values]
+    except ValueError:
+        bins = []
+    if len(bins) != len(values) or any(len(b) != 2 for b in bins):
+        parser.error(f"--bins must be LO-HI pixel ranges like 7-15, got {values}")
+    return bins
+
+
+def named_objects(parser: argparse.ArgumentParser, flag: str, items: list[str]) -> dict[str, dict]:
+    """`NAME=JSON` values of `flag` as {NAME: JSON object}, or the parser's error."""
+    named = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            parser.error(f"{flag} must be NAME=JSON, got {item!r}")
+        try:
+            named[name] = json.loads(text)
+        except json.JSONDecodeError as err:
+            parser.error(f"{flag} {name}: not JSON ({err})")
+        if not isinstance(named[name], dict):
+            parser.error(f"{flag} {name}: must be a JSON object, got {text!r}")
+    return named
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sources", nargs="+",
-                        default=DEVELOPMENT_SOURCES)
-    parser.add_argument("--limit", type=int, default=4, help="photos per source, seed and bin")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    add_development_set(parser, limit=4, bins=["7-15", "15-31", "31-75"])
     parser.add_argument("--stage", action="append", default=None, metavar="NAME=JSON",
                         help="a stage config to score (repeatable; default: default={})")
-    parser.add_argument("--bins", nargs="+", default=["7-15", "15-31", "31-75"])
     parser.add_argument("--variants", nargs="+", default=["uniform", "rotation", "lowlight"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     parser.add_argument("--results", default="deconvolution", help="writes docs/results/RESULTS.md")
     parser.add_argument("--dump", metavar="JSON", help="also write each photo's gain and estimated kernel there "
                         "(benchmarks/deconvolution_stability.py compares two such runs)")
     args = parser.parse_args(argv)
-    stages = {}
-    for item in args.stage or ["default={}"]:
-        name, sep, text = item.partition("=")
-        if not sep:
-            parser.error(f"--stage must be NAME=JSON, got {item!r}")
-        try:
-            stages[name] = json.loads(text)
-        except json.JSONDecodeError as err:
-            parser.error(f"--stage {name}: not JSON ({err})")
-    args.stage = stages
-    try:
-        args.bins = [tuple(int(v) for v in b.split("-")) for b in args.bins]
-    except ValueError:
-        parser.error(f"--bins must be LO-HI pixel ranges like 7-15, got {args.bins}")
+    args.stage = named_objects(parser, "--stage", args.stage or ["default={}"])
+    args.bins = kernel_bins(parser, args.bins)
     return args
 
 

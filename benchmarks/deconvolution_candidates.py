@@ -27,15 +27,12 @@ import argparse
 import json
 from pathlib import Path
 
-from deconvolution import DEVELOPMENT_SOURCES, true_kernel_result  # benchmarks/deconvolution.py
+from deconvolution import add_development_set, kernel_bins, true_kernel_result  # benchmarks/deconvolution.py
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sources", nargs="+", default=DEVELOPMENT_SOURCES)
-    parser.add_argument("--limit", type=int, default=12, help="photos per source, seed and bin")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--bins", nargs="+", default=["31-75"])
+    add_development_set(parser, limit=12, bins=["31-75"])
     parser.add_argument("--variants", nargs="+", default=["uniform"], choices=["uniform", "rotation", "lowlight"])
     parser.add_argument("--stage", default="{}", help="the BlindDeconvolution config (JSON object)")
     parser.add_argument("--transforms", nargs="*",
@@ -44,9 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.stage = json.loads(args.stage)
-        args.bins = [tuple(int(v) for v in b.split("-")) for b in args.bins]
-    except (json.JSONDecodeError, ValueError) as err:
-        parser.error(f"--stage must be a JSON object and --bins LO-HI ranges like 31-75 ({err})")
+    except json.JSONDecodeError as err:
+        parser.error(f"--stage must be a JSON object ({err})")
+    args.bins = kernel_bins(parser, args.bins)
     for item in args.transforms:
         kind, _, value = item.partition(":")
         try:

@@ -22,7 +22,12 @@ import argparse
 import json
 from pathlib import Path
 
-from deconvolution import DEVELOPMENT_SOURCES, true_kernel_result  # benchmarks/deconvolution.py
+from deconvolution import (  # benchmarks/deconvolution.py
+    add_development_set,
+    kernel_bins,
+    named_objects,
+    true_kernel_result,
+)
 
 # `estimate_kernel`'s arguments that shape its objective at full resolution, as the stage's fields
 OBJECTIVE = ("threshold", "latent_weight_floor", "kernel_weight")
@@ -33,10 +38,7 @@ SETTINGS = ["stage={}", *(f'threshold {v}={{"threshold": {v}}}' for v in (0.05, 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sources", nargs="+", default=DEVELOPMENT_SOURCES)
-    parser.add_argument("--limit", type=int, default=12, help="photos per source, seed and bin")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--bins", nargs="+", default=["31-75"])
+    add_development_set(parser, limit=12, bins=["31-75"])
     parser.add_argument("--iterations", type=int, default=3, help="alternations from the true kernel (1-30)")
     parser.add_argument("--setting", action="append", default=None, metavar="NAME=JSON",
                         help="estimate_kernel keyword arguments (repeatable; default: " + ", ".join(SETTINGS) + ")")
@@ -44,29 +46,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.iterations <= 30:
         parser.error(f"--iterations must be in [1, 30], got {args.iterations}")
-    settings = {}
-    for item in args.setting or SETTINGS:
-        name, sep, text = item.partition("=")
-        try:
-            settings[name] = json.loads(text) if sep else None
-        except json.JSONDecodeError:
-            settings[name] = None
-        if not isinstance(settings[name], dict):
-            parser.error(f"--setting must be NAME=JSON object, got {item!r}")
-        unknown = sorted(set(settings[name]) - set(OBJECTIVE))
+    from deblurgan_hf.deconvolution import BlindDeconvolution
+
+    args.setting = named_objects(parser, "--setting", args.setting or SETTINGS)
+    for name, setting in args.setting.items():
+        unknown = sorted(set(setting) - set(OBJECTIVE))
         if unknown:
             parser.error(f"--setting {name}: unknown field(s) {unknown}; allowed: {list(OBJECTIVE)}")
-        from deblurgan_hf.deconvolution import BlindDeconvolution
-
         try:  # the stage's fields of the same names, with its limits
-            BlindDeconvolution.from_config(settings[name])
+            BlindDeconvolution.from_config(setting)
         except ValueError as err:
             parser.error(f"--setting {name}: {err}")
-    args.setting = settings
-    try:
-        args.bins = [tuple(int(v) for v in b.split("-")) for b in args.bins]
-    except ValueError:
-        parser.error(f"--bins must be LO-HI pixel ranges like 31-75, got {args.bins}")
+    args.bins = kernel_bins(parser, args.bins)
     return args
 
 
