@@ -77,14 +77,18 @@ def test_the_estimated_kernel_is_the_true_one_and_deconvolves_nearly_as_well():
 
 def test_refining_the_true_kernel_keeps_it_and_a_wrong_start_moves():
     """`initial`: alternations at full resolution only, from the given kernel. From the true kernel of a
-    real photo they stay near it; from the same path turned a quarter, they leave that start."""
+    real photo they stay near it, and it still deconvolves the photo; from the same path turned a
+    quarter, they leave that start."""
     pair = shake_pair((15, 31), 1)
     gray, truth = chw(pair.blurred).mean(0), centred_on(pair.kernel, 41)
-    kept = estimate_kernel(gray, 41, iterations=2, initial=truth)
+    kept = estimate_kernel(gray, 41, iterations=4, initial=truth)
     assert kept.shape == (41, 41) and kept.sum() == pytest.approx(1.0) and kept.min() >= 0
     assert kernel_agreement(kept, truth) > 0.8
+    assert psnr(uint8(deconvolve(chw(pair.blurred), kept)), pair.sharp) > psnr(pair.blurred, pair.sharp) + 2.0
     turned = truth.T.flip(0)
-    moved = estimate_kernel(gray, 41, iterations=2, initial=turned)
+    # 4 alternations, not 2: after 2 the turned start's agreement with itself (0.82) sat 0.02 under the
+    # bound below, a margin one CPU's rounding could cross; after 4 it is 0.69, 0.12 under
+    moved = estimate_kernel(gray, 41, iterations=4, initial=turned)
     assert kernel_agreement(moved, turned) < kernel_agreement(kept, truth) - 0.1
     with pytest.raises(ValueError, match=r"initial must be an odd square kernel of at most 41 px, got \(43, 43\)"):
         estimate_kernel(gray, 41, initial=centred_on(pair.kernel, 43))
