@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from .blur.rendering import apply_kernel
 
 __all__ = ["BlindDeconvolution", "KernelEstimate", "clipped_regions", "deconvolve", "estimate_kernel", "kernel_agreement",
-           "reblur_residual",
+           "prefers_deconvolution", "reblur_residual",
            "low_frequency_change", "noise_level"]
 
 # Shorter estimates are taken for a sharp photo: on sharp Kodak24 / CBSD68 photos the estimate is 4-5 px
@@ -677,6 +677,12 @@ class BlindDeconvolution:
         with torch.no_grad():
             x = blurred.detach().to("cpu", torch.float32)
             out, _ = self.restore(x)
-            if out is None or (out - x).abs().mean() <= (restored.detach().to("cpu", torch.float32) - x).abs().mean():
+            if not prefers_deconvolution(x, out, restored.detach().to("cpu", torch.float32)):
                 return restored
         return out.to(restored.device, restored.dtype)
+
+
+def prefers_deconvolution(blurred: torch.Tensor, deconvolved: torch.Tensor | None, restored: torch.Tensor) -> bool:
+    """Whether `deblur` keeps the stage's `deconvolved` photo (None: it declined) over the generator's
+    `restored` one, all (3, H, W) on one device: where it changed `blurred` more."""
+    return deconvolved is not None and bool((deconvolved - blurred).abs().mean() > (restored - blurred).abs().mean())

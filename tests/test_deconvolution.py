@@ -20,6 +20,7 @@ from deblurgan_hf.deconvolution import (
     kernel_agreement,
     low_frequency_change,
     noise_level,
+    prefers_deconvolution,
     reblur_residual,
 )
 from deblurgan_hf.evaluation import PairSource
@@ -188,6 +189,16 @@ def test_images_too_small_for_a_kernel_keep_the_generator_output():
     for size in ((1, 1), (20, 300)):
         blurred, restored = torch.rand(3, *size), torch.rand(3, *size)
         assert stage(blurred, restored) is restored
+
+
+def test_deblur_keeps_whichever_output_changed_the_photo_more():
+    pair = shake_pair((15, 31), 0)
+    x = chw(pair.blurred)
+    sharpened = deconvolve(x, torch.from_numpy(pair.kernel).float())
+    gently = (x + 0.5 * (sharpened - x)).clamp(0, 1)  # half way: changed the photo less
+    assert prefers_deconvolution(x, sharpened, gently)
+    assert not prefers_deconvolution(x, gently, sharpened)
+    assert not prefers_deconvolution(x, None, x)  # the stage declined: the generator's, even unchanged
 
 
 @pytest.mark.slow
