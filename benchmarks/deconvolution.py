@@ -10,8 +10,8 @@ seeds 1 and 2: the development set, apart from the Kodak24 / CBSD68 photos and s
 model card reports.
 Each `--stage` is a `BlindDeconvolution` config (JSON object; `{}` = the defaults) scored as the
 stage runs in `deblur`, without the generator: where it declines, the input is its output. With
-`--generator MODEL`, that model's generator is scored alone and with each stage as `deblur` combines
-them: per photo the output that changed the input more, the generator's where the stage declines.
+`--generator MODEL [MODEL ...]`, each model's generator is scored alone and with each stage as `deblur`
+combines them: per photo the output that changed the input more, the generator's where the stage declines.
 `true kernel` rows deconvolve the uniform variant with the kernel that blurred it, and the lowlight
 variant with the camera's kernel (its blur is that path in linear light, lights clipped), by the
 first stage's prior rule and clipped-light setting (and one row for each other such setting among
@@ -75,16 +75,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stage", action="append", default=None, metavar="NAME=JSON",
                         help="a stage config to score (repeatable; default: default={})")
     parser.add_argument("--variants", nargs="+", default=["uniform", "rotation", "lowlight"])
-    parser.add_argument("--generator", metavar="MODEL", help="a model folder or Hub id: also score its generator "
-                        "alone and each stage as `deblur` combines the two (`prefers_deconvolution`), in fp32")
+    parser.add_argument("--generator", metavar="MODEL", nargs="+", default=[],
+                        help="model folders or Hub ids: also score each one's generator alone and each stage as "
+                        "`deblur` combines the two (`prefers_deconvolution`), in fp32; rows named by the folder")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     parser.add_argument("--results", default="deconvolution", help="writes docs/results/RESULTS.md")
     parser.add_argument("--dump", metavar="JSON", help="also write each photo's gain and estimated kernel there "
                         "(benchmarks/deconvolution_stability.py compares two such runs)")
     args = parser.parse_args(argv)
     args.stage = named_objects(parser, "--stage", args.stage or ["default={}"])
+    labels = [model_label(m) for m in args.generator]
+    if len(set(labels)) < len(labels):
+        parser.error(f"--generator: two models would share a row name: {labels}")
     args.bins = kernel_bins(parser, args.bins)
     return args
+
+
+def model_label(model: str) -> str:
+    """A model's name in the rows: its folder's, with the run's for a training run's `best` or `final` export."""
+    path = Path(model)
+    return "/".join(path.parts[-2:]) if path.name in ("best", "final") else path.name
 
 
 def true_kernel_result(stage, x, kernel):
@@ -115,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     stages = {name: BlindDeconvolution.from_config(cfg) for name, cfg in args.stage.items()}
+    models = {}
     if args.generator:
         from deblurgan_hf import DeblurGAN
 
-        model = DeblurGAN.from_pretrained(args.generator)
+        models = {model_label(m): DeblurGAN.from_pretrained(m) for m in args.generator}
     estimation = {name: json.dumps({k: v for k, v in s.to_config().items() if k not in FINAL_STEP}, sort_keys=True)
                   for name, s in stages.items()}  # stages with the same one share their kernel estimates
     true_kernel_rows, rules = [], set()  # the first stage of each final-step setting
@@ -149,15 +160,17 @@ def main(argv: list[str] | None = None) -> int:
                     outs.append(to_uint8(out).permute(1, 2, 0).numpy())
                 label = "true kernel" if len(scored) == 0 else f"true kernel, {name}'s final step"
                 scored[label] = (outs, 0.0, 0, [None] * len(pairs))
-            generated = []
-            if args.generator:
+            generated = {}
+            for model_name, model in models.items():
                 start = time.perf_counter()
-                generated = [model.deblur(image_to_tensor(p.blurred), deconvolve=False, precision="fp32") for p in pairs]
-                scored["generator"] = ([to_uint8(g).permute(1, 2, 0).numpy() for g in generated],
-                                       (time.perf_counter() - start) / len(pairs), 0, [None] * len(pairs))
+                generated[model_name] = [model.deblur(image_to_tensor(p.blurred), deconvolve=False, precision="fp32")
+                                         for p in pairs]
+                scored[f"generator {model_name}"] = ([to_uint8(g).permute(1, 2, 0).numpy() for g in generated[model_name]],
+                                                     (time.perf_counter() - start) / len(pairs), 0, [None] * len(pairs))
             estimates: dict[str, dict] = {}  # stages that differ only in the final step share their kernels
             for name, stage in stages.items():
-                outs, combined, kernels, declined, start = [], [], [], 0, time.perf_counter()
+                outs, kernels, declined, start = [], [], 0, time.perf_counter()
+                combined: dict[str, list] = {model_name: [] for model_name in generated}
                 shared = estimates.setdefault(estimation[name], {})
                 for i, p in enumerate(pairs):
                     x = image_to_tensor(p.blurred)
@@ -167,12 +180,13 @@ def main(argv: list[str] | None = None) -> int:
                     declined += out is None
                     outs.append(p.blurred if out is None else to_uint8(out).permute(1, 2, 0).numpy())
                     kernels.append(info["kernel"].tolist() if "kernel" in info else None)
-                    if generated:
-                        combined.append(outs[-1] if prefers_deconvolution(x, out, generated[i])
-                                        else scored["generator"][0][i])
+                    for model_name, restored in generated.items():
+                        combined[model_name].append(outs[-1] if prefers_deconvolution(x, out, restored[i])
+                                                    else scored[f"generator {model_name}"][0][i])
                 scored[name] = (outs, (time.perf_counter() - start) / len(pairs), declined, kernels)
-                if generated:
-                    scored[f"{name} + generator"] = (combined, scored[name][1] + scored["generator"][1], declined, kernels)
+                for model_name, outs_combined in combined.items():
+                    scored[f"{name} + {model_name}"] = (outs_combined, scored[name][1] + scored[f"generator {model_name}"][1],
+                                                        declined, kernels)
             for name, (outs, seconds, declined, kernels) in scored.items():
                 psnr = psnr_images(outs, [p.sharp for p in pairs])
                 worse = sum(a < b - 1e-9 for a, b in zip(psnr, inputs))
