@@ -66,6 +66,18 @@ def training_data(stages: list[tuple[Path, dict]]) -> str:
     return "\n".join(lines)
 
 
+def origin_and_run_data(origin_card: dict[str, str] | None, origin: Path, stages: list[tuple[Path, dict]]) -> str:
+    """The card's Training data: the origin model's (its card's section), then the fine-tune's sources."""
+    if origin_card is None:
+        return training_data(stages)
+    carried = origin_card.get("Training data", "")
+    if not stages:
+        return carried
+    items = ("\n" + carried).split("\n- ")  # bullet items, each with its wrapped lines
+    kept = "\n".join("- " + item for item in items[1:] if not item.startswith("Validation"))
+    return f"The generator of `{src_name(origin)}` was trained on:\n\n{kept}\n\nThen fine-tuned on:\n\n{training_data(stages)}"
+
+
 def real_photo_figure(model, folder: Path, out: Path, width: int = 1400) -> list[str]:
     """before | after, one row per real blurred photo (no ground truth), written to ``out``; the names."""
     from PIL import Image, ImageDraw
@@ -179,12 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     at_start, version = _machine(), _results_helper("code_version")()
     if args.run:
         run, src = Path(args.run), Path(args.run) / args.checkpoint
-        stages, base = training_stages(run), None
+        stages = training_stages(run)
+        # a chain that starts from an exported model (init_from a folder that is not a run) carries its card on
+        origin = Path(stages[0][1].get("init_from") or "")
+        base = card_sections(origin / "README.md") if (origin / "README.md").is_file() else None
         if args.wall_minutes is not None and len(args.wall_minutes) != len(stages):
             parser.error(f"--wall-minutes: {len(args.wall_minutes)} value(s) for {len(stages)} stage(s) "
                          f"({', '.join(str(r) for r, _ in stages)})")
     else:
-        src, stages = Path(args.base_model), []
+        src, stages, origin = Path(args.base_model), [], Path(args.base_model)
         base = card_sections(src / "README.md")
         if args.wall_minutes is not None:
             parser.error("--wall-minutes: the training time is the base model's, already in its card")
@@ -243,11 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['gain_db']:+.2f}, {r['worse']} of {r['images']}"
         sources = ", ".join(Path(src.partition(":")[2]).name for src in args.shake)
         trained = {Path(src.partition(":")[2]).resolve() for _, recipe in stages for src in recipe.get("train_sources") or []}
-        seen = [Path(src.partition(":")[2]).name for src in args.shake if Path(src.partition(":")[2]).resolve() in trained]
-        if base is not None:  # the base model's sources are known by their credits in its card
-            seen = [Path(src.partition(":")[2]).name for src in args.shake
-                    if any(Path(src.partition(":")[2]).as_posix().endswith(key) and credit.split("**")[1] in
-                           base.get("Training data", "") for key, credit in DATA_CREDITS.items())]
+        # the origin model's sources are known by their credits in its card
+        seen = [Path(src.partition(":")[2]).name for src in args.shake if Path(src.partition(":")[2]).resolve() in trained
+                or base is not None and any(Path(src.partition(":")[2]).as_posix().endswith(key) and credit.split("**")[1]
+                                            in base.get("Training data", "") for key, credit in DATA_CREDITS.items())]
         status = f"of which {', '.join(seen)} WAS in the training data" if seen else "never trained on"
         limited = f"the first {args.shake_limit} of each, " if args.shake_limit is not None else ""
         shake_md = ("### Camera shake\n\n"
@@ -278,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         recipe_parts.append(f"{stage}{steps} steps{cpu}. {settings}.")
     recipe_md = ("\n\n".join(recipe_parts) + "\n\nEach stage's checkpoint chosen by validation PSNR on 512x512 "
                  "centre crops of the real validation pairs.")
-    if base is not None:
-        recipe_md = f"The generator of `{src_name(args.base_model)}`, unchanged:\n\n{base.get('Training recipe', '')}"
+    if base is not None and not stages:
+        recipe_md = f"The generator of `{src_name(origin)}`, unchanged:\n\n{base.get('Training recipe', '')}"
+    elif base is not None:
+        recipe_md = (f"Fine-tuned from the generator of `{src_name(origin)}`, which was made so:\n\n"
+                     f"{base.get('Training recipe', '')}\n\nThen:\n\n{recipe_md}")
     if model.deconvolution is not None:
         recipe_md += ("\n\nBlind-deconvolution stage (`deblurgan_hf/deconvolution.py`, no trained weights), settings "
                       f"`{json.dumps(model.deconvolution.to_config())}`: one kernel is estimated per photo and the "
@@ -297,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
            "test images), deblurred in fp32 by this model.\n\n" if args.real_photos else "")
         + notes
     )
+    datasets = list(hub_datasets([s for _, recipe in stages for s in recipe.get("train_sources") or []]) or [])
+    if base is not None:
+        datasets += [d for d in ModelCard.load(origin / "README.md").data.datasets or [] if d not in datasets]
     card = dict(
         model_name=(stages[-1][1].get("model_name") if stages else None) or Path(args.out).name,
         intended_use=(
@@ -304,10 +324,10 @@ def main(argv: list[str] | None = None) -> int:
             "blur it was trained for is in the recipe and the tables below. Not for defocus blur, not for "
             "forensic or evidential use: a restoration is a plausible image, not recovered truth."
         ),
-        training_data=training_data(stages) if base is None else base.get("Training data", ""),
+        training_data=origin_and_run_data(base, origin, stages),
         recipe=recipe_md,
-        command="".join(f"accelerate launch train_accelerate.py --config {recipe['config']}\n" for _, recipe in stages)
-                + ("" if base is None else "".join(line + "\n" for line in base_commands(base)))
+        command=("" if base is None else "".join(line + "\n" for line in base_commands(base)))
+                + "".join(f"accelerate launch train_accelerate.py --config {recipe['config']}\n" for _, recipe in stages)
                 + "python scripts/export_default_model.py "
                 + (f"--run {args.run}" if args.run else f"--base-model {src_name(args.base_model)}")
                 + (f" --deconvolution '{args.deconvolution}'" if args.deconvolution is not None else "")
@@ -318,8 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 + (f" --shake-limit {args.shake_limit}" if args.shake_limit is not None else ""),
         metrics=metrics,
         eval_results=eval_results,
-        datasets=hub_datasets([s for _, recipe in stages for s in recipe.get("train_sources") or []])
-                 if base is None else ModelCard.load(Path(args.base_model) / "README.md").data.datasets,
+        datasets=datasets,
         base_model=base_model_id(stages[0][1].get("init_from") if stages else args.base_model),
         extra=extra,
         limitations=Path(args.limitations).read_text().strip() if args.limitations else None,

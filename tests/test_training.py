@@ -478,6 +478,35 @@ def test_export_script_cards_a_two_stage_chain(tmp_path, tiny_data):
     assert len(fp32) == 2 and claimed["psnr"] == pytest.approx(sum(fp32) / 2, abs=1e-3)
 
 
+def test_export_script_cards_a_fine_tune_of_a_bundled_model(tmp_path, tiny_data):
+    """A run `init_from` an exported model (not a run): its card carries that model's training data,
+    recipe and commands first, and a benchmark photo set the origin trained on is marked as such."""
+    origin = REPO / "deblurgan_hf" / "pretrained" / "nafnet-motion-s"
+    run = tmp_path / "fine_tune"
+    run_training(tmp_path, base_config(tiny_data, max_train_steps=2, init_from=str(origin)), "--output_dir", str(run))
+    shake = tmp_path / "sharp" / "cbsd68"  # the origin's card credits CBSD68 as training data
+    shake.mkdir(parents=True)
+    Image.open(sorted((DATA / "sharp" / "cbsd68").glob("*.png"))[0]).crop((0, 0, 240, 240)).save(shake / "c.png")
+    out = tmp_path / "model"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "export_default_model.py"), "--run", str(run),
+                    "--val", f"paired:{tiny_data / 'paired_val'}", "--kodak", f"sharp:{tiny_data / 'sharp'}",
+                    "--shake", f"sharp:{shake}", "--real-photos", "", "--out", str(out)],
+                   env={**os.environ, "TQDM_DISABLE": "1"}, check=True, capture_output=True)
+    card, sections = (out / "README.md").read_text(), {}
+    for part in card.split("\n## ")[1:]:
+        sections[part.partition("\n")[0].strip()] = part.partition("\n")[2]
+    origin_card = (origin / "README.md").read_text()
+    assert "Fine-tuned from the generator of `deblurgan_hf/pretrained/nafnet-motion-s`" in sections["Training recipe"]
+    assert "**CBSD68**" in sections["Training data"] and "Then fine-tuned on:" in sections["Training data"]
+    assert "of which cbsd68 WAS in the training data" in card
+    commands = [line for line in card.splitlines() if line.startswith(("accelerate launch", "python scripts/"))]
+    origin_commands = [line for line in origin_card.splitlines() if line.startswith(("accelerate launch", "python scripts/"))]
+    config = json.loads((run / "recipe.json").read_text())["config"]
+    assert commands[: len(origin_commands)] == origin_commands
+    assert commands[len(origin_commands)] == f"accelerate launch train_accelerate.py --config {config}"
+    assert ModelCard.load(out / "README.md").data.base_model == "deblurgan-hf/nafnet-motion-s"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("mixed_precision", ["bf16", "fp16"])
 def test_trains_on_cuda_with_mixed_precision(tmp_path, tiny_data, mixed_precision):
