@@ -8,7 +8,9 @@ it on all 11 REAL GoPro validation pairs at full 1280x720 in fp32 and bf16, besi
 input and the best unsharp mask, and on Kodak24 with (mostly mild) kernel blur and without blur; writes
 the folder (config.json, model.safetensors, README.md with the figures in its model-index, a
 sample figure, the training curves) atomically. A run started with `init_from` another run's
-export is a later stage: the card lists every stage of the chain, each with its config.
+export is a later stage: the card lists every stage of the chain, each with its config; a chain
+started from an exported model folder (a bundled model) begins with that model's training data,
+recipe and commands.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def training_data(stages: list[tuple[Path, dict]]) -> str:
             kind = " (real pairs)" if source.startswith("paired:") else ", blurred on the fly (`deblurgan_hf.blur`)"
             lines.append(f"- {DATA_CREDITS.get(key, f'`{source}`')}{kind}.")
     lines.append("- Validation (never trained on): the 11 real pairs of GOPRO_Large sequence GOPR0384_11_05; "
-                 "Kodak24 and CBSD68 are the camera-shake benchmark's photos and stay out of training.")
+                 "Kodak24 and CBSD68, the camera-shake benchmark's photos, are not among these sources.")
     return "\n".join(lines)
 
 
