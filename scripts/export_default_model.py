@@ -195,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         run, src = Path(args.run), Path(args.run) / args.checkpoint
         stages = training_stages(run)
         # a chain that starts from an exported model (init_from a folder that is not a run) carries its card on
-        origin = Path(stages[0][1].get("init_from") or "")
-        base = card_sections(origin / "README.md") if (origin / "README.md").is_file() else None
+        init_from = stages[0][1].get("init_from")
+        origin = Path(init_from) if init_from else None
+        base = card_sections(origin / "README.md") if origin and (origin / "README.md").is_file() else None
         if args.wall_minutes is not None and len(args.wall_minutes) != len(stages):
             parser.error(f"--wall-minutes: {len(args.wall_minutes)} value(s) for {len(stages)} stage(s) "
                          f"({', '.join(str(r) for r, _ in stages)})")
@@ -316,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
            "test images), deblurred in fp32 by this model.\n\n" if args.real_photos else "")
         + notes
     )
-    datasets = list(hub_datasets([s for _, recipe in stages for s in recipe.get("train_sources") or []]) or [])
+    datasets = hub_datasets([s for _, recipe in stages for s in recipe.get("train_sources") or []])
     if base is not None:
         datasets += [d for d in ModelCard.load(origin / "README.md").data.datasets or [] if d not in datasets]
     card = dict(

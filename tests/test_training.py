@@ -462,6 +462,7 @@ def test_export_script_cards_a_two_stage_chain(tmp_path, tiny_data):
     commands = [line for line in card.splitlines() if line.startswith("accelerate launch")]
     assert commands == [f"accelerate launch train_accelerate.py --config {c}" for c in configs]
     assert "Stage 1" in card and "Stage 2" in card and "Kodak24 sharp input" in card
+    assert "Fine-tuned from" not in card and "Then fine-tuned on" not in card  # a chain from scratch has no origin
     assert {"sample.png", "validation_per_image.csv", "model.safetensors", "real_photos.png",
             "camera_shake_per_image.csv"} <= {p.name for p in out.iterdir()}
     assert Image.open(out / "real_photos.png").size[0] == 1400
