@@ -14,12 +14,9 @@ recovers them from the image itself:
 2. non-blind deconvolution of the full-resolution colour image with a hyper-Laplacian gradient
    prior (|g|^(2/3), Krishnan and Fergus 2009), by half-quadratic splitting in the Fourier domain,
    in a dim-light photo clipped pixels taken as at least what was recorded (Cho et al. 2011);
-3. in a dim-light photo, a long kernel estimated again on each half of the photo: where the halves'
-   estimates differ, the noise or the blur's variation across the frame misled the estimate, and the
-   input is returned;
-4. in a clean photo whose long kernel was estimated at three scales, the estimate whose
+3. in a clean photo whose long kernel was estimated at three scales, the estimate whose
    deconvolution, blurred again, best matches the photo;
-5. a check that the result kept the input's low frequencies (blur does not change them) away from
+4. a check that the result kept the input's low frequencies (blur does not change them) away from
    clipped lights: a kernel estimate that went wrong gives a result that does not, and the input
    is returned.
 
@@ -422,7 +419,6 @@ class KernelEstimate(NamedTuple):
     scale: float  # of the estimation copy
     agreement: float | None  # `kernel_agreement` with the estimates at the neighbouring scales; None: not checked
     neighbours: tuple[torch.Tensor, ...] = ()  # those estimates, smaller copy first
-    half_agreement: float | None = None  # `kernel_agreement` of the estimates on the photo's halves; None: not checked
 
 
 @dataclass(frozen=True)
@@ -464,11 +460,6 @@ class BlindDeconvolution:
             smaller and larger; where either estimate's `kernel_agreement` with it is under
             `min_agreement`, the estimate is taken for a failure and the input is kept (1: no check).
         min_agreement: see `agreement_scale`.
-        min_half_agreement: in a photo whose `noise_level` reaches `half_noise_from`, a long kernel (see
-            `long_kernel_scale`) is also estimated on each half of the photo (split across its longer
-            side), at the same scale; where those two estimates' `kernel_agreement` is under this, the
-            input is kept (0: no check).
-        half_noise_from: see `min_half_agreement`.
         choose_by_residual: where `agreement_scale` checked a long kernel, deconvolve with each of the
             three estimates that agrees with another (`min_agreement`) and keep the result whose
             `reblur_residual` is least, instead of declining where the middle one disagrees; only in a
@@ -530,16 +521,6 @@ class BlindDeconvolution:
     # per long-kernel photo; fewer ruined photos is worth 0.05 dB.
     agreement_scale: float = 1.2
     min_agreement: float = 0.5
-    # In dim light a long kernel's estimate is often wrong in a way the scales agree on: the noise, or
-    # lights that move differently across the frame, lead all three astray. Two halves of the photo then
-    # disagree. On 31-75 px low light, with the bundled generator where the stage declines
-    # (docs/results/deconvolution-halves.md), development set +0.51 dB with 2 of 24 photos worse
-    # instead of +0.44 with 7; seed 3 with night and indoor photos +0.48, 2 of 18 worse, instead of
-    # +0.30, 5. Not in daylight (uniform 31-75 px: +0.97 instead of +1.29 at 0.5) nor for shorter
-    # kernels (low light 7-15 px: +0.46 instead of +0.80): their halves disagree where the whole photo's
-    # estimate is right. 0.01 = `clipped_noise_from`.
-    min_half_agreement: float = 0.5
-    half_noise_from: float = 0.01
     # On the 48 development photos of 31-75 px (docs/results/deconvolution-residual.md) +1.21 dB, 8 worse,
     # 7 declined, against +0.72, 6 and 20 without it, its final step (up to three deconvolutions) taking
     # 2.5 s per photo; on 24 photos of seed 3 with night and indoor ones (-seed3.md) +1.19 against +0.68,
@@ -562,7 +543,6 @@ class BlindDeconvolution:
               "latent_weight_floor": (1e-5, 1e-1), "kernel_weight": (1e-3, 100.0),
               "edge_pixels": (0, 1000), "edge_from": (3, 101), "clipped_level": (0.5, 2.0), "clipped_rounds": (0, 10),
               "clipped_noise_from": (0.0, 1.0), "agreement_scale": (1.0, 2.0), "min_agreement": (0.0, 1.0),
-              "min_half_agreement": (0.0, 1.0), "half_noise_from": (0.0, 1.0),
               "choose_by_residual": (False, True), "residual_noise_below": (0.0, 1.0),
               "long_kernel_weight_floor": (0.0, 0.1)}
 
@@ -600,7 +580,7 @@ class BlindDeconvolution:
         edges = self.edge_pixels if _extent(kernel) * scale >= self.edge_from else 0
         if edges:
             kernel = self._estimate_at(image, scale, clipped, edges)
-        agreement, neighbours, half_agreement = None, (), None
+        agreement, neighbours = None, ()
         if self.long_kernel_scale < 1 and _extent(kernel) * scale >= self.long_kernel_from:
             small = scale * self.long_kernel_scale
             fine = self.long_kernel_weight_floor or None
@@ -609,10 +589,7 @@ class BlindDeconvolution:
                 neighbours = tuple(self._estimate_at(image, s, clipped, edges, fine)
                                    for s in (small / self.agreement_scale, min(small * self.agreement_scale, 1.0)))
                 agreement = min(kernel_agreement(kernel, k) for k in neighbours)
-            if self.min_half_agreement > 0 and noise_level(image.float().mean(0)) >= self.half_noise_from:
-                half_agreement = kernel_agreement(*(self._estimate_at(part, small, mask, edges, fine)
-                                                    for part, mask in _halves(image, clipped)))
-        return KernelEstimate(kernel, scale, agreement, neighbours, half_agreement)
+        return KernelEstimate(kernel, scale, agreement, neighbours)
 
     def _estimate_at(self, image: torch.Tensor, scale: float, clipped: torch.Tensor | None,
                      edge_pixels: int = 0, fine_weight: float | None = None) -> torch.Tensor:
@@ -657,18 +634,15 @@ class BlindDeconvolution:
         in [0, 1], float32 on the CPU. It declines a photo too small to hold a kernel, a kernel under
         `MIN_KERNEL` pixels (a sharp photo), a long kernel whose estimate changes with the copy's scale
         (`agreement_scale`; where `choose_by_residual` applies, only where no two of the three estimates
-        agree), in dim light a long kernel whose estimates on the photo's halves differ
-        (`min_half_agreement`) and a result that moved the low frequencies. `estimate`: this photo's `estimate()` by a
+        agree) and a result that moved the low frequencies. `estimate`: this photo's `estimate()` by a
         stage with the same estimation settings, not made again."""
         if min(blurred.shape[-2:]) < 4 * MIN_KERNEL:
             return None, {"declined": "too small"}
-        kernel, scale, agreement, neighbours, half_agreement = self.estimate(blurred) if estimate is None else estimate
+        kernel, scale, agreement, neighbours = self.estimate(blurred) if estimate is None else estimate
         extent = _extent(kernel) * scale  # at the estimation resolution, whatever the photo's size
-        info: dict[str, Any] = {"kernel": kernel, "extent": extent, "agreement": agreement, "half_agreement": half_agreement}
+        info: dict[str, Any] = {"kernel": kernel, "extent": extent, "agreement": agreement}
         if extent < MIN_KERNEL:
             return None, {**info, "declined": "short kernel"}
-        if half_agreement is not None and half_agreement < self.min_half_agreement:
-            return None, {**info, "declined": "estimate differs between the photo's halves"}
         noise, clipped = noise_level(blurred.mean(0)), self._clipped(blurred)
         if self.choose_by_residual and neighbours and noise < self.residual_noise_below:
             trio = (kernel, *neighbours)
@@ -706,17 +680,6 @@ class BlindDeconvolution:
             if not prefers_deconvolution(x, out, restored.detach().to("cpu", torch.float32)):
                 return restored
         return out.to(restored.device, restored.dtype)
-
-
-def _halves(image: torch.Tensor, clipped: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-    """The two halves of (C, H, W) across its longer side, each with its part of `clipped` (H, W, or None)."""
-    dim = -1 if image.shape[-1] >= image.shape[-2] else -2
-    n = image.shape[dim] // 2
-    parts = (image[..., :n], image[..., n:]) if dim == -1 else (image[..., :n, :], image[..., n:, :])
-    if clipped is None:
-        return [(p, None) for p in parts]
-    masks = (clipped[..., :n], clipped[..., n:]) if dim == -1 else (clipped[:n], clipped[n:])
-    return list(zip(parts, masks))
 
 
 def prefers_deconvolution(blurred: torch.Tensor, deconvolved: torch.Tensor | None, restored: torch.Tensor) -> bool:
