@@ -259,12 +259,13 @@ def main(argv: list[str] | None = None) -> int:
             if r["method"] == "model fp32":
                 metrics[f"camera shake {r['kernel_px']} px, {r['variant']}: PSNR gain over the input (dB), images made worse"] = \
                     f"{r['gain_db']:+.2f}, {r['worse']} of {r['images']}"
-        sources = ", ".join(Path(src.partition(":")[2]).name for src in args.shake)
+        shake_dirs = [Path(src.partition(":")[2]) for src in args.shake]
+        sources = ", ".join(d.name for d in shake_dirs)
         trained = {Path(src.partition(":")[2]).resolve() for _, recipe in stages for src in recipe.get("train_sources") or []}
         # the origin model's sources are known by their credits in its card
-        seen = [Path(src.partition(":")[2]).name for src in args.shake if Path(src.partition(":")[2]).resolve() in trained
-                or base is not None and any(Path(src.partition(":")[2]).as_posix().endswith(key) and credit.split("**")[1]
-                                            in base.get("Training data", "") for key, credit in DATA_CREDITS.items())]
+        credited = [key for key, credit in DATA_CREDITS.items()
+                    if base is not None and credit.split("**")[1] in base.get("Training data", "")]
+        seen = [d.name for d in shake_dirs if d.resolve() in trained or any(d.as_posix().endswith(k) for k in credited)]
         status = f"of which {', '.join(seen)} WAS in the training data" if seen else "never trained on"
         limited = f"the first {args.shake_limit} of each, " if args.shake_limit is not None else ""
         shake_md = ("### Camera shake\n\n"
