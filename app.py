@@ -542,6 +542,7 @@ def build_demo(models: dict[str, str] | None = None, config: AppConfig | None = 
         with deblur_slots:  # decoding too: a downscaled upload can take hundreds of MB while it decodes
             blurred, stem, header = _read_upload(image, is_stored, config, downscale)
             blurred, note = _fit_megapixels(blurred, config.max_megapixels, header and header.size)
+            _release_freed_memory()  # the full-size decode's pages, before the deblur's peak adds to them
             if header is not None and header.deep_colour:
                 note += "; its 16 bits per colour channel were read as 8 (PIL reads colour PNGs at 8 bits per channel)"
                 gr.Warning("This PNG has 16 bits per colour channel: it is deblurred and returned at 8 bits per channel.")
