@@ -20,6 +20,8 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
+from deblurgan_hf import DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,7 +49,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         env = app_models_env(Path(tmp))
-        model = "bundled nafnet-motion-s" if bundled_model_exists() else "tiny untrained NAFNet (width 8)"
+        model = f"bundled {Path(DEFAULT_MODEL).name}" if bundled_model_exists() else "tiny untrained NAFNet (width 8)"
         with serve_app(env, Path(tmp) / "app.log") as server:
             mib = lambda: server.rss_bytes() / 2**20  # noqa: E731
             print(f"model: {model}; input {args.frame} (1280x720)")
