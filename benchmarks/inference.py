@@ -5,7 +5,7 @@ multiply-add of every conv and matmul) / the median time of `deblur()` / the fp3
 this machine (a 2048x2048 float32 matmul on the same threads), measured in the same process right
 before and after the timed runs. Machines differ, so the ratio is the figure, not the seconds.
 Each case runs in its own process so peak RSS figures do not mix. Prints a Markdown table and
-writes it to docs/results/inference.md (see _results.py).
+writes it to docs/results/inference.md (`--results NAME`: NAME.md; see _results.py).
 
     python benchmarks/inference.py [--model PATH_OR_ID] [--repeats 10] [--precisions auto fp32 bf16]
         [--compile-precisions auto fp32] [--tiles auto] [--big-precisions auto fp32] [--big-tile 1024]
@@ -61,6 +61,12 @@ def model_flops(model: str, width: int, height: int) -> float:
     return float(counter.get_total_flops())
 
 
+def has_deconvolution_stage(model: str) -> bool:
+    from deblurgan_hf import DeblurGAN
+
+    return DeblurGAN.from_pretrained(model).deconvolution is not None
+
+
 def run_case(model: str, width: int, height: int, precision: str, tile: int | None, repeats: int,
              compile: bool = False) -> dict:
     import torch
@@ -106,7 +112,7 @@ def _tile(value: str) -> int | None:
     return None if value == "auto" else int(value)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     from deblurgan_hf import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -118,8 +124,13 @@ def main() -> None:
     parser.add_argument("--big-precisions", nargs="*", default=["auto", "fp32"], help="4000x3000 rows")
     parser.add_argument("--big-repeats", type=int, default=1)
     parser.add_argument("--big-tile", type=int, default=None, help="tile for the 12 MP case (default: deblur's auto)")
+    parser.add_argument("--results", default="inference", help="writes docs/results/RESULTS.md")
     parser.add_argument("--case", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.case:
         print(json.dumps(run_case(args.model, **json.loads(args.case))))
         return
@@ -154,6 +165,9 @@ def main() -> None:
               f"{r['min_s']:.3f} | {r['first_s']:.2f} | {r['mp_per_s']:.2f} | {r['model_gflops']:.1f} | "
               f"{r['gemm_gflops']:.1f} | {100 * r['utilization']:.0f}% | {r['peak_rss_mb']:.0f} | {r['threads']} |",
               flush=True)
+    if has_deconvolution_stage(args.model):
+        print("\nThis model has a deconvolution stage, which `deblur()` runs after the generator: the times and memory "
+              "include it, the FLOPs (and so the utilization) count the generator only, not the stage's FFTs.")
     print(f"\nfp32 GEMM: {GEMM_SIZE}x{GEMM_SIZE} float32 matmul, median of 10 before and 10 after each case's "
           "timed runs, in the case's own process. 'first call' is the warm-up at full size (for compile=yes: "
           "the compile, or loading it from the on-disk cache).")
@@ -167,5 +181,5 @@ def main() -> None:
 if __name__ == "__main__":
     from _results import recorded
 
-    with recorded("inference", skip_flags=("--case", "-h", "--help")):
+    with recorded(parse_args().results, skip_flags=("--case", "-h", "--help")):
         main()
