@@ -67,7 +67,7 @@ def _kernel_from_spectrum(spectrum: torch.Tensor, shape: tuple[int, int], size: 
 
 def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Circular forward differences along width and height."""
-    return torch.roll(x, -1, -1) - x, torch.roll(x, -1, -2) - x
+    return torch.roll(x, -1, -1).sub_(x), torch.roll(x, -1, -2).sub_(x)
 
 
 def _gradient_otfs(shape: tuple[int, int], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,11 +118,13 @@ def _half_quadratic(blurred: torch.Tensor, kernel: torch.Tensor, sparsify: Calla
     dx, dy = _gradient_otfs(shape, blurred.dtype)
     numerator = k.conj() * fft.rfft2(blurred)
     denominator_k, denominator_d = k.abs() ** 2, dx.abs() ** 2 + dy.abs() ** 2
+    del k
     x = blurred
-    while beta < beta_max:
+    while beta < beta_max:  # in place where the order of operations allows: its temporaries set the stage's peak memory
         gx, gy = sparsify(*_gradients(x), beta)
-        x = fft.irfft2((numerator + beta * (dx.conj() * fft.rfft2(gx) + dy.conj() * fft.rfft2(gy)))
-                       / (denominator_k + beta * denominator_d), s=shape)
+        spectrum = (dx.conj() * fft.rfft2(gx)).add_(dy.conj() * fft.rfft2(gy))
+        del gx, gy
+        x = fft.irfft2(spectrum.mul_(beta).add_(numerator).div_(denominator_k + beta * denominator_d), s=shape)
         beta *= growth
     return x
 
@@ -323,8 +325,8 @@ def _shrink(v: torch.Tensor, weight: float, p: float = 2 / 3, iterations: int = 
     a = v.abs()
     x = a
     for _ in range(iterations):
-        x = a - weight * p * x.clamp_min(1e-8) ** (p - 1)
-    return torch.where(a > tau, x.clamp_min(0), torch.zeros_like(x)) * v.sign()
+        x = x.clamp_min(1e-8).pow_(p - 1).mul_(weight * p).neg_().add_(a)  # a - weight p x^(p-1), in place
+    return x.clamp_min_(0).masked_fill_(~(a > tau), 0).mul_(v.sign())
 
 
 def deconvolve(image: torch.Tensor, kernel: torch.Tensor, *, prior_weight: float = 1e-3,
