@@ -120,7 +120,9 @@ def _half_quadratic(blurred: torch.Tensor, kernel: torch.Tensor, sparsify: Calla
     denominator_k, denominator_d = k.abs() ** 2, dx.abs() ** 2 + dy.abs() ** 2
     del k
     x = blurred
-    while beta < beta_max:  # in place where the order of operations allows: its temporaries set the stage's peak memory
+    # In place, for memory (these temporaries set the stage's peak), but in the original order of operations and
+    # operands: `estimate_kernel` is chaotic, and products rounded another way (conj(dx) * F as F * conj(dx)) move it.
+    while beta < beta_max:
         gx, gy = sparsify(*_gradients(x), beta)
         spectrum = (dx.conj() * fft.rfft2(gx)).add_(dy.conj() * fft.rfft2(gy))
         del gx, gy
