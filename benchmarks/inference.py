@@ -46,25 +46,17 @@ def gemm_flops(n: int = GEMM_SIZE, repeats: int = 10) -> list[float]:
     return rates
 
 
-def model_flops(model: str, width: int, height: int) -> float:
-    """FLOPs of one whole-image forward pass at width x height, counted on fake tensors (shapes only, no
-    compute or memory: a whole 12-megapixel pass would need gigabytes)."""
+def model_flops(net, width: int, height: int) -> float:
+    """FLOPs of one whole-image forward pass of `net` (a DeblurGAN) at width x height, counted on fake
+    tensors (shapes only, no compute or memory: a whole 12-megapixel pass would need gigabytes)."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 
-    from deblurgan_hf import DeblurGAN
-
-    net = DeblurGAN.from_pretrained(model).eval()
+    net.eval()
     with FakeTensorMode(allow_non_fake_inputs=True), FlopCounterMode(display=False) as counter:
         net(torch.empty(1, 3, height, width))
     return float(counter.get_total_flops())
-
-
-def has_deconvolution_stage(model: str) -> bool:
-    from deblurgan_hf import DeblurGAN
-
-    return DeblurGAN.from_pretrained(model).deconvolution is not None
 
 
 def run_case(model: str, width: int, height: int, precision: str, tile: int | None, repeats: int,
@@ -139,7 +131,10 @@ def main() -> None:
     cases += [dict(small, precision=p, tile=t, compile=True) for t in args.tiles for p in args.compile_precisions]
     cases += [dict(width=4000, height=3000, precision=p, tile=args.big_tile, repeats=args.big_repeats)
               for p in args.big_precisions]
-    flops = {(c["width"], c["height"]): model_flops(args.model, c["width"], c["height"]) for c in cases}
+    from deblurgan_hf import DeblurGAN
+
+    net = DeblurGAN.from_pretrained(args.model)  # once here: each case loads its own in its process
+    flops = {size: model_flops(net, *size) for size in dict.fromkeys((c["width"], c["height"]) for c in cases)}
     env = {**os.environ, "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
     print(f"model: {args.model}; FLOPs per whole image (FlopCounterMode): "
           + ", ".join(f"{w}x{h} {f / 1e9:.2f} G" for (w, h), f in flops.items()) + "\n")
@@ -165,7 +160,7 @@ def main() -> None:
               f"{r['min_s']:.3f} | {r['first_s']:.2f} | {r['mp_per_s']:.2f} | {r['model_gflops']:.1f} | "
               f"{r['gemm_gflops']:.1f} | {100 * r['utilization']:.0f}% | {r['peak_rss_mb']:.0f} | {r['threads']} |",
               flush=True)
-    if has_deconvolution_stage(args.model):
+    if net.deconvolution is not None:
         print("\nThis model has a deconvolution stage, which `deblur()` runs after the generator: the times and memory "
               "include it, the FLOPs (and so the utilization) count the generator only, not the stage's FFTs.")
     print(f"\nfp32 GEMM: {GEMM_SIZE}x{GEMM_SIZE} float32 matmul, median of 10 before and 10 after each case's "
