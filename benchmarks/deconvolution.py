@@ -3,6 +3,7 @@ deconvolution given the true kernel, and which of its settings (levers) gain?
 
     python benchmarks/deconvolution.py [--sources sharp:DIR ...] [--limit 4] [--seeds 1 2]
         [--stage NAME=JSON ...] [--bins 7-15 15-31 31-75] [--variants uniform rotation lowlight]
+        [--max-sizes 0 512]
 
 Pairs are made as `evaluation.camera_shake_benchmark` makes them (valid convolution, centred
 kernel, 1% noise; rotation and lowlight variants), by default on BSDS432 and Urban100 photos with
@@ -75,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stage", action="append", default=None, metavar="NAME=JSON",
                         help="a stage config to score (repeatable; default: default={})")
     parser.add_argument("--variants", nargs="+", default=["uniform", "rotation", "lowlight"])
+    parser.add_argument("--max-sizes", type=int, nargs="+", default=[0], metavar="PX",
+                        help="also score the photos downscaled to this longer side before the blur, where the same "
+                        "kernels span more of the photo (0: as they are)")
     parser.add_argument("--generator", metavar="MODEL", nargs="+", default=[],
                         help="model folders or Hub ids: also score each one's generator alone and each stage as "
                         "`deblur` combines the two (`prefers_deconvolution`), in fp32; rows named by the folder")
@@ -88,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(set(labels)) < len(labels):
         parser.error(f"--generator: two models would share a row name: {labels}")
     args.bins = kernel_bins(parser, args.bins)
+    if any(m < 0 for m in args.max_sizes):
+        parser.error(f"--max-sizes must be pixel counts (0: photos as they are), got {args.max_sizes}")
     return args
 
 
@@ -145,56 +151,56 @@ def main(argv: list[str] | None = None) -> int:
     photos = []
     print("| kernel (px) | variant | method | gain (dB) | worse | declined | s / photo |")
     print("|---|---|---|---:|---:|---:|---:|")
-    for lo, hi in args.bins:
-        for variant in args.variants:
-            pairs = [p for src in args.sources for seed in args.seeds
-                     for p in PairSource(src, limit=args.limit, blur="shake", seed=seed, shake_size=(lo, hi),
-                                         shake_variant=variant, camera_kernel=variant == "lowlight")]
-            inputs = psnr_images([p.blurred for p in pairs], [p.sharp for p in pairs])
-            scored: dict[str, tuple[list, float, int, list]] = {}
-            for name in (true_kernel_rows if variant != "rotation" else []):
-                stage = stages[name]
-                outs = []
-                for p in pairs:
-                    out = true_kernel_result(stage, image_to_tensor(p.blurred), p.kernel)
-                    outs.append(to_uint8(out).permute(1, 2, 0).numpy())
-                label = "true kernel" if len(scored) == 0 else f"true kernel, {name}'s final step"
-                scored[label] = (outs, 0.0, 0, [None] * len(pairs))
-            generated = {}
-            for model_name, model in models.items():
-                start = time.perf_counter()
-                generated[model_name] = [model.deblur(image_to_tensor(p.blurred), deconvolve=False, precision="fp32")
-                                         for p in pairs]
-                scored[f"generator {model_name}"] = ([to_uint8(g).permute(1, 2, 0).numpy() for g in generated[model_name]],
-                                                     (time.perf_counter() - start) / len(pairs), 0, [None] * len(pairs))
-            estimates: dict[str, dict] = {}  # stages that differ only in the final step share their kernels
-            for name, stage in stages.items():
-                outs, kernels, declined, start = [], [], 0, time.perf_counter()
-                combined: dict[str, list] = {model_name: [] for model_name in generated}
-                shared = estimates.setdefault(estimation[name], {})
-                for i, p in enumerate(pairs):
-                    x = image_to_tensor(p.blurred)
-                    if i not in shared and min(x.shape[-2:]) >= 4 * MIN_KERNEL:
-                        shared[i] = stage.estimate(x)
-                    out, info = stage.restore(x, shared.get(i))
-                    declined += out is None
-                    outs.append(p.blurred if out is None else to_uint8(out).permute(1, 2, 0).numpy())
-                    kernels.append(info["kernel"].tolist() if "kernel" in info else None)
-                    for model_name, restored in generated.items():
-                        combined[model_name].append(outs[-1] if prefers_deconvolution(x, out, restored[i])
-                                                    else scored[f"generator {model_name}"][0][i])
-                scored[name] = (outs, (time.perf_counter() - start) / len(pairs), declined, kernels)
-                for model_name, outs_combined in combined.items():
-                    scored[f"{name} + {model_name}"] = (outs_combined, scored[name][1] + scored[f"generator {model_name}"][1],
-                                                        declined, kernels)
-            for name, (outs, seconds, declined, kernels) in scored.items():
-                psnr = psnr_images(outs, [p.sharp for p in pairs])
-                worse = sum(a < b - 1e-9 for a, b in zip(psnr, inputs))
-                for i, (a, b, kernel) in enumerate(zip(psnr, inputs, kernels)):
-                    photos.append({"bin": f"{lo}-{hi}", "variant": variant, "method": name, "photo": i,
-                                   "gain": a - b, "kernel": kernel})
-                print(f"| {lo}-{hi} | {variant} | {name} | {np.mean(psnr) - np.mean(inputs):+.2f} | {worse} of {len(pairs)} "
-                      f"| {declined} | {seconds:.1f} |", flush=True)
+    for (lo, hi), variant, max_size in ((b, v, m) for b in args.bins for v in args.variants for m in args.max_sizes):
+        pairs = [p for src in args.sources for seed in args.seeds
+                 for p in PairSource(src, limit=args.limit, blur="shake", seed=seed, shake_size=(lo, hi),
+                                     shake_variant=variant, camera_kernel=variant == "lowlight", max_size=max_size or None)]
+        label = f"{variant}, long side <= {max_size} px" if max_size else variant
+        inputs = psnr_images([p.blurred for p in pairs], [p.sharp for p in pairs])
+        scored: dict[str, tuple[list, float, int, list]] = {}
+        for name in (true_kernel_rows if variant != "rotation" else []):
+            stage = stages[name]
+            outs = []
+            for p in pairs:
+                out = true_kernel_result(stage, image_to_tensor(p.blurred), p.kernel)
+                outs.append(to_uint8(out).permute(1, 2, 0).numpy())
+            label = "true kernel" if len(scored) == 0 else f"true kernel, {name}'s final step"
+            scored[label] = (outs, 0.0, 0, [None] * len(pairs))
+        generated = {}
+        for model_name, model in models.items():
+            start = time.perf_counter()
+            generated[model_name] = [model.deblur(image_to_tensor(p.blurred), deconvolve=False, precision="fp32")
+                                     for p in pairs]
+            scored[f"generator {model_name}"] = ([to_uint8(g).permute(1, 2, 0).numpy() for g in generated[model_name]],
+                                                 (time.perf_counter() - start) / len(pairs), 0, [None] * len(pairs))
+        estimates: dict[str, dict] = {}  # stages that differ only in the final step share their kernels
+        for name, stage in stages.items():
+            outs, kernels, declined, start = [], [], 0, time.perf_counter()
+            combined: dict[str, list] = {model_name: [] for model_name in generated}
+            shared = estimates.setdefault(estimation[name], {})
+            for i, p in enumerate(pairs):
+                x = image_to_tensor(p.blurred)
+                if i not in shared and min(x.shape[-2:]) >= 4 * MIN_KERNEL:
+                    shared[i] = stage.estimate(x)
+                out, info = stage.restore(x, shared.get(i))
+                declined += out is None
+                outs.append(p.blurred if out is None else to_uint8(out).permute(1, 2, 0).numpy())
+                kernels.append(info["kernel"].tolist() if "kernel" in info else None)
+                for model_name, restored in generated.items():
+                    combined[model_name].append(outs[-1] if prefers_deconvolution(x, out, restored[i])
+                                                else scored[f"generator {model_name}"][0][i])
+            scored[name] = (outs, (time.perf_counter() - start) / len(pairs), declined, kernels)
+            for model_name, outs_combined in combined.items():
+                scored[f"{name} + {model_name}"] = (outs_combined, scored[name][1] + scored[f"generator {model_name}"][1],
+                                                    declined, kernels)
+        for name, (outs, seconds, declined, kernels) in scored.items():
+            psnr = psnr_images(outs, [p.sharp for p in pairs])
+            worse = sum(a < b - 1e-9 for a, b in zip(psnr, inputs))
+            for i, (a, b, kernel) in enumerate(zip(psnr, inputs, kernels)):
+                photos.append({"bin": f"{lo}-{hi}", "variant": label, "method": name, "photo": i,
+                               "gain": a - b, "kernel": kernel})
+            print(f"| {lo}-{hi} | {label} | {name} | {np.mean(psnr) - np.mean(inputs):+.2f} | {worse} of {len(pairs)} "
+                  f"| {declined} | {seconds:.1f} |", flush=True)
     if args.dump:
         atomic_write_text(Path(args.dump), json.dumps(photos))
     print("\nStages: " + "; ".join(f"`{name}` = `{json.dumps(cfg)}`" for name, cfg in args.stage.items()))

@@ -129,11 +129,13 @@ class PairSource:
         camera_kernel: keep the `lowlight` variant's kernel too (the camera's path, though its blur is
             in linear light with clipped lights, not that kernel's convolution): a deconvolution's
             ceiling there. Not for `rotation`, which has no single kernel.
+        max_size: downscale each photo (bicubic, antialiased) so its longer side is at most this
+            before it is blurred: the same kernels then span more of the photo.
     """
 
     def __init__(self, source: str, *, limit: int | None = None, blur: str = "kernel", seed: int = 0,
                  shake_size: tuple[int, int] = SHAKE_BINS[0], shake_variant: str = "uniform",
-                 camera_kernel: bool = False):
+                 camera_kernel: bool = False, max_size: int | None = None):
         from .blur import BlurSynthesizer
         from .data import build_val_dataset
 
@@ -153,7 +155,7 @@ class PairSource:
         # Real pairs and kernel / trajectory blur come from the validation dataset itself (its seeding,
         # framing and decoding), so evaluation scores the pairs validation during training sees.
         self.dataset = build_val_dataset([source], blur={"mode": blur} if blur in ("kernel", "trajectory") else None,
-                                         seed=seed)
+                                         seed=seed, max_size=max_size)
         self.length = len(self.dataset) if limit is None else min(limit, len(self.dataset))
         self.synthetic = not self.dataset.parts[0].paired
         self.synth = None

@@ -93,6 +93,17 @@ def test_synthetic_pairs_are_fixed_and_carry_their_kernel(sharp_dir):
     assert evaluation.PairSource(f"sharp:{sharp_dir}", blur="trajectory").has_kernel is False
 
 
+def test_shake_pairs_of_downscaled_photos_blur_the_smaller_photo_with_the_same_kernel(sharp_dir):
+    full, small = (next(iter(evaluation.PairSource(f"sharp:{sharp_dir}", blur="shake", shake_size=(7, 15), max_size=m)))
+                   for m in (None, 80))
+    photo = np.asarray(Image.open(sorted(sharp_dir.glob("*.png"))[0]))
+    expected = np.asarray(Image.fromarray(photo).resize((80, 80), Image.Resampling.BICUBIC, reducing_gap=None))
+    assert np.array_equal(full.kernel, small.kernel)  # the kernel draw does not depend on the photo's size
+    crop = (expected.shape[0] - small.sharp.shape[0]) // 2  # valid convolution: the target is the matching crop
+    assert crop > 0 and np.array_equal(small.sharp, expected[crop:-crop, crop:-crop])
+    assert small.blurred.shape == small.sharp.shape and full.sharp.shape[0] == 112 - 2 * crop
+
+
 def test_no_blur_pairs_feed_the_sharp_photo_itself(sharp_dir):
     pairs = list(evaluation.PairSource(f"sharp:{sharp_dir}", blur="none"))
     assert pairs and all(np.array_equal(p.blurred, p.sharp) and p.kernel is None for p in pairs)
