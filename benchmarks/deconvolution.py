@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [p for src in args.sources for seed in args.seeds
                  for p in PairSource(src, limit=args.limit, blur="shake", seed=seed, shake_size=(lo, hi),
                                      shake_variant=variant, camera_kernel=variant == "lowlight", max_size=max_size or None)]
-        label = f"{variant}, long side <= {max_size} px" if max_size else variant
+        photos_label = f"{variant}, long side <= {max_size} px" if max_size else variant
         inputs = psnr_images([p.blurred for p in pairs], [p.sharp for p in pairs])
         scored: dict[str, tuple[list, float, int, list]] = {}
         for name in (true_kernel_rows if variant != "rotation" else []):
@@ -197,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             psnr = psnr_images(outs, [p.sharp for p in pairs])
             worse = sum(a < b - 1e-9 for a, b in zip(psnr, inputs))
             for i, (a, b, kernel) in enumerate(zip(psnr, inputs, kernels)):
-                photos.append({"bin": f"{lo}-{hi}", "variant": label, "method": name, "photo": i,
+                photos.append({"bin": f"{lo}-{hi}", "variant": photos_label, "method": name, "photo": i,
                                "gain": a - b, "kernel": kernel})
-            print(f"| {lo}-{hi} | {label} | {name} | {np.mean(psnr) - np.mean(inputs):+.2f} | {worse} of {len(pairs)} "
+            print(f"| {lo}-{hi} | {photos_label} | {name} | {np.mean(psnr) - np.mean(inputs):+.2f} | {worse} of {len(pairs)} "
                   f"| {declined} | {seconds:.1f} |", flush=True)
     if args.dump:
         atomic_write_text(Path(args.dump), json.dumps(photos))
