@@ -22,6 +22,7 @@ the stages): the ceiling of a perfect estimate. Writes docs/results/deconvolutio
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = []
     print("| kernel (px) | variant | method | gain (dB) | worse | declined | s / photo |")
     print("|---|---|---|---:|---:|---:|---:|")
-    for (lo, hi), variant, max_size in ((b, v, m) for b in args.bins for v in args.variants for m in args.max_sizes):
+    for (lo, hi), variant, max_size in itertools.product(args.bins, args.variants, args.max_sizes):
         pairs = [p for src in args.sources for seed in args.seeds
                  for p in PairSource(src, limit=args.limit, blur="shake", seed=seed, shake_size=(lo, hi),
                                      shake_variant=variant, camera_kernel=variant == "lowlight", max_size=max_size or None)]
