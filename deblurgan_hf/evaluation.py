@@ -129,8 +129,9 @@ class PairSource:
         camera_kernel: keep the `lowlight` variant's kernel too (the camera's path, though its blur is
             in linear light with clipped lights, not that kernel's convolution): a deconvolution's
             ceiling there. Not for `rotation`, which has no single kernel.
-        max_size: downscale each photo (bicubic, antialiased) so its longer side is at most this
-            before it is blurred: the same kernels then span more of the photo.
+        max_size: downscale each photo (bicubic, antialiased) so its longer side is at most this,
+            before a synthetic blur (the same kernels then span more of the photo); real pairs:
+            both images.
     """
 
     def __init__(self, source: str, *, limit: int | None = None, blur: str = "kernel", seed: int = 0,
