@@ -121,8 +121,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
+def main(args: argparse.Namespace) -> None:
     if args.case:
         print(json.dumps(run_case(args.model, **json.loads(args.case))))
         return
@@ -176,5 +175,6 @@ def main() -> None:
 if __name__ == "__main__":
     from _results import recorded
 
-    with recorded(parse_args().results, skip_flags=("--case", "-h", "--help")):
-        main()
+    arguments = parse_args()
+    with recorded(arguments.results, skip_flags=("--case", "-h", "--help")):
+        main(arguments)
